@@ -1,0 +1,1 @@
+"""The ``medip`` command line (installed as ``medip.cli``)."""

@@ -1,0 +1,32 @@
+"""Atomic, non-destructive file writes: a temporary file in the target folder, then a rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], overwrite: bool = False
+                 ) -> Path:
+    """Call ``write(tmp)`` on a temporary path beside ``path`` and rename it into place.
+
+    Refuses to replace an existing file unless ``overwrite``; a failed write leaves nothing behind.
+    The temporary name keeps ``path``'s suffixes, so writers that pick a format from them work.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (or --overwrite) to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix="".join(path.suffixes) or ".tmp",
+                               dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,24 @@
+"""Forward operators with exact adjoints (installed as ``medip.operators``; pure torch, no I/O).
+
+Every operator maps ``(batch, channel, *spatial)`` tensors (2 or 3 spatial dims), has an adjoint
+``A.H`` that passes the dot-product test, a cheap direct reconstruction ``A.pinv(y)``, and
+composes with ``@`` and scalars.
+"""
+
+from .base import Identity, LinearOperator
+from .coils import CoilMaps, acs_lines, estimate_sensitivities
+from .downsample import KERNELS, Downsample
+from .fourier import (Fourier, centered_fft, centered_ifft, channels_to_complex,
+                      complex_to_channels, root_sum_of_squares)
+from .mask import Mask
+from .masks import (SamplingMask, cartesian_mask, radial_mask, random_pixel_mask, scribble_mask,
+                    text_mask, variable_density_mask)
+from .radon import FILTERS, Radon
+
+__all__ = [
+    "LinearOperator", "Identity", "Mask", "Downsample", "KERNELS", "Radon", "FILTERS", "Fourier",
+    "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
+    "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
+    "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",
+    "scribble_mask", "text_mask",
+]
