@@ -1,0 +1,218 @@
+"""The DIP fitting loop: one engine for every operator (it never knows which).
+
+``fit(A, y)`` fits a generator ``f_theta(z)`` so that ``A f_theta(z)`` explains ``y``, stopping
+automatically (see :mod:`medip.stopping`). Data are normalised by a robust scale of the direct
+reconstruction ``A.pinv(y)`` and the result is mapped back to the input's physical units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .metrics import psnr, ssim
+from .nets import Generator, build_generator
+from .noise import PhotonCounts, poisson_nll
+from .operators import LinearOperator, channels_to_complex
+from .operators.base import check_tensor
+from .stopping import Stopper, make_stopper
+
+LOSSES = ("mse", "l1", "poisson")
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after each step."""
+
+    step: int
+    loss: float
+    variance: float
+    max_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`fit`, in the input's physical units."""
+
+    image: torch.Tensor
+    stop_step: int
+    steps_run: int
+    variance_map: torch.Tensor | None
+    history: dict[str, list[float]]
+    elapsed: float
+    scale: float
+    interrupted: bool = False
+    generator_state: dict | None = None
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.elapsed / max(self.steps_run, 1)
+
+
+def pick_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda' was asked for but no CUDA device is available; "
+                         "use device='cpu' or 'auto'")
+    return device
+
+
+def robust_scale(x: torch.Tensor, quantile: float = 0.995, max_samples: int = 1 << 20) -> float:
+    """The ``quantile`` of ``|x|`` (on a strided subsample for large inputs), never zero."""
+    values = x.detach().abs().flatten().float()
+    if values.numel() > max_samples:
+        values = values[:: values.numel() // max_samples + 1]
+    scale = float(torch.quantile(values, quantile))
+    if not scale > 0:
+        scale = float(values.max())
+    return scale if scale > 0 else 1.0
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation: mean absolute difference along each spatial axis."""
+    return sum(x.diff(dim=d).abs().mean() for d in range(2, x.ndim))
+
+
+def _data_loss(name: str, counts: PhotonCounts | None, scale: float
+               ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    if name == "mse":
+        return lambda pred, y: (pred - y).abs().square().mean()
+    if name == "l1":
+        return lambda pred, y: (pred - y).abs().mean()
+    # Poisson: the likelihood lives in physical line integrals (scale * normalised prediction).
+    c, i0 = counts.counts, counts.photons
+    return lambda pred, y: poisson_nll(pred * scale, c.to(pred), i0) / i0
+
+
+def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | nn.Module = "fast",
+        loss: str = "mse", tv_weight: float = 0.0, stopper: str | int | Stopper = "auto",
+        max_steps: int = 3000, lr: float = 1e-2, reg_noise: float = 1 / 30, seed: int = 0,
+        device: str | torch.device = "auto", reference: torch.Tensor | None = None,
+        callbacks: Iterable[Callable[[StepInfo], None]] = (), amp: bool = False,
+        threads: int | None = None, keep_generator: bool = False) -> Result:
+    """Fit a Deep Image Prior to measurements ``y = A x + noise`` and return the stopped image.
+
+    Args:
+        A: any :class:`medip.operators.LinearOperator` (Identity, Mask, Downsample, Radon, ...).
+        y: the measurements; for ``loss="poisson"`` a :class:`medip.noise.PhotonCounts`.
+        generator: a preset name (:data:`medip.nets.PRESETS`) or an ``nn.Module`` whose output
+            has the image's shape (2 channels per complex image).
+        loss: ``"mse"``, ``"l1"`` or ``"poisson"`` (CT transmission likelihood).
+        tv_weight: weight of a total-variation penalty on the normalised image.
+        stopper: ``"auto"`` (ES-WMV in 2D, ES-EMV in 3D), ``"wmv"``, ``"emv"``, a fixed step
+            count, or a :class:`medip.stopping.Stopper`.
+        max_steps: hard limit on steps.
+        lr: Adam's learning rate. reg_noise: std of the fresh noise added to the input each step.
+        seed: seeds the weights, the input and the per-step noise (deterministic on CPU).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``. amp: bfloat16 autocast on CUDA.
+        reference: a clean image in physical units, only to log PSNR/SSIM per step; it never
+            influences stopping or the result.
+        callbacks: called with a :class:`StepInfo` after every step.
+        threads: torch CPU threads for this fit (restored afterwards).
+        keep_generator: also return the generator's final ``state_dict``.
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
+    counts = None
+    if isinstance(y, PhotonCounts):
+        counts, y = y, y.sinogram
+    elif loss == "poisson":
+        raise TypeError("loss='poisson' needs photon counts: pass y=medip.noise.poisson(...)")
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    check_tensor(y, "y", f"fit({A.name})", A.out_shape)
+    dev = pick_device(device)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _run(A, y.to(dev), counts, dev, generator, loss, tv_weight, stopper, max_steps, lr,
+                    reg_noise, seed, reference, list(callbacks), amp, keep_generator)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, reg_noise, seed,
+         reference, callbacks, amp, keep_generator) -> Result:
+    start = time.perf_counter()
+    with torch.no_grad():
+        x0 = A.pseudo_inverse(y)
+    is_complex = x0.is_complex()
+    scale = robust_scale(x0)
+    y_n = y / scale
+    spatial = tuple(x0.shape[2:])
+    channels = x0.shape[1] * (2 if is_complex else 1)
+    gen = build_generator(generator, spatial, channels, batch=x0.shape[0], seed=seed).to(dev)
+    gen.noise_generator = torch.Generator(device=dev).manual_seed(seed + 1)
+    to_image = channels_to_complex if is_complex else (lambda t: t)
+    _check_generator(gen, x0, is_complex)
+    stop = make_stopper(stopper, len(spatial))
+    data_loss = _data_loss(loss, counts, scale)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
+                else contextlib.nullcontext())
+    ref = reference.to(dev) if reference is not None else None
+    history: dict[str, list[float]] = {"loss": [], "variance": stop.history}
+    if ref is not None:
+        history.update(psnr=[], ssim=[])
+    interrupted, step = False, -1
+    try:
+        for step in range(max_steps):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                out = gen(reg_noise)
+            x = to_image(out.float())
+            objective = data_loss(A.forward(x), y_n)
+            if tv_weight:
+                objective = objective + tv_weight * total_variation(out.float())
+            objective.backward()
+            optimizer.step()
+            value = float(objective.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the loss became {value} at step {step}; lower lr "
+                                         f"(now {lr}) or check the data's scale")
+            history["loss"].append(value)
+            done = stop.update(step, out.detach())
+            info = StepInfo(step, value, stop.history[-1], max_steps)
+            if ref is not None:
+                image = to_image(out.detach()) * scale
+                image, target = (image.abs(), ref.abs()) if is_complex else (image, ref)
+                info.metrics = {"psnr": psnr(image, target), "ssim": ssim(image, target)}
+                history["psnr"].append(info.metrics["psnr"])
+                history["ssim"].append(info.metrics["ssim"])
+            for callback in callbacks:
+                callback(info)
+            if done:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if stop.best is None:
+            raise
+    best = stop.best if stop.best is not None else out.detach()
+    image = to_image(best) * scale
+    variance = stop.variance_map
+    if variance is not None:
+        variance = (variance * scale ** 2).float()
+    return Result(image=image, stop_step=stop.best_step, steps_run=step + 1,
+                  variance_map=variance, history=history, elapsed=time.perf_counter() - start,
+                  scale=scale, interrupted=interrupted,
+                  generator_state=gen.state_dict() if keep_generator else None)
+
+
+def _check_generator(gen: Generator, x0: torch.Tensor, is_complex: bool) -> None:
+    with torch.no_grad():
+        out = gen(0.0)
+    expected = (x0.shape[0], x0.shape[1] * (2 if is_complex else 1), *x0.shape[2:])
+    if tuple(out.shape) != expected:
+        raise ValueError(f"the generator outputs {tuple(out.shape)} but the operator's image is "
+                         f"{expected}" + (" (2 channels per complex image)" if is_complex else ""))

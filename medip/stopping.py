@@ -1,0 +1,154 @@
+"""Automatic early stopping from the running variance of the DIP output (no ground truth).
+
+DIP fits image structure before noise: while it fits structure, successive outputs settle, so
+their variance over recent steps falls; when it starts fitting noise, they wander again. The
+stoppers track that variance, keep the output at its minimum, and stop once no new minimum has
+appeared for ``patience`` steps (Wang et al., "Early stopping for deep image prior", ES-WMV and
+ES-EMV). The per-pixel variance at the chosen step is returned as an uncertainty map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class Stopper:
+    """One interface: ``update(step, output) -> bool`` (True = stop), ``best``, ``best_step``."""
+
+    def __init__(self) -> None:
+        self.best: torch.Tensor | None = None
+        self.best_step: int = -1
+        self.variance_map: torch.Tensor | None = None
+        self.history: list[float] = []  # the scalar variance per step (NaN while warming up)
+
+    def update(self, step: int, output: torch.Tensor) -> bool:
+        raise NotImplementedError
+
+    def _keep(self, step: int, output: torch.Tensor, variance: torch.Tensor | None) -> None:
+        self.best = output.detach().clone()
+        self.best_step = step
+        self.variance_map = variance.clone() if variance is not None else None
+
+
+class _VarianceStopper(Stopper):
+    """Shared minimum tracking and patience for the variance-based stoppers."""
+
+    def __init__(self, patience: int) -> None:
+        super().__init__()
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.best_variance = math.inf
+
+    def _track(self, step: int, output: torch.Tensor, variance_map: torch.Tensor) -> bool:
+        variance = float(variance_map.mean())
+        self.history.append(variance)
+        if variance < self.best_variance:
+            self.best_variance = variance
+            self._keep(step, output, variance_map)
+        return step - self.best_step >= self.patience
+
+
+class WindowedVariance(_VarianceStopper):
+    """ES-WMV: the variance of the last ``window`` outputs, O(N) per step via running sums.
+
+    Memory: the ring buffer holds ``window`` outputs (``window * N`` values of the output's
+    dtype) plus three float64 maps; for a 256x256 slice and ``window=64`` that is 17 MB, for a
+    128^3 volume 540 MB, which is why :class:`ExponentialVariance` is the 3D default.
+    """
+
+    def __init__(self, window: int = 64, patience: int = 200) -> None:
+        super().__init__(patience)
+        if window < 2:
+            raise ValueError(f"window must be >= 2, got {window}")
+        self.window = window
+        self._ring: torch.Tensor | None = None
+        self._sum = self._sum_sq = self._scratch = None
+        self._count = 0
+
+    def update(self, step: int, output: torch.Tensor) -> bool:
+        x = output.detach()
+        if self._ring is None:
+            self._ring = x.new_empty((self.window, *x.shape))
+            self._sum = torch.zeros(x.shape, dtype=torch.float64, device=x.device)
+            self._sum_sq = torch.zeros_like(self._sum)
+            self._scratch = torch.zeros_like(self._sum)
+        slot = self._count % self.window
+        if self._count >= self.window:  # drop the oldest output from the sums
+            self._scratch.copy_(self._ring[slot])
+            self._sum.sub_(self._scratch)
+            self._sum_sq.sub_(self._scratch.square_())
+        self._ring[slot].copy_(x)
+        self._scratch.copy_(x)
+        self._sum.add_(self._scratch)
+        self._sum_sq.add_(self._scratch.square_())
+        self._count += 1
+        if self._count < self.window:
+            self.history.append(math.nan)
+            return False
+        mean = self._sum / self.window
+        variance = (self._sum_sq / self.window - mean.square()).clamp_(min=0)
+        return self._track(step, x, variance)
+
+
+class ExponentialVariance(_VarianceStopper):
+    """ES-EMV: exponentially weighted mean and variance, constant memory (three maps).
+
+    ``alpha`` is the weight of the newest output (an effective window of about ``2 / alpha``).
+    """
+
+    def __init__(self, alpha: float = 0.05, patience: int = 200, warmup: int | None = None) -> None:
+        super().__init__(patience)
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        self.alpha = alpha
+        self.warmup = warmup if warmup is not None else int(round(2 / alpha))
+        self._mean = self._var = None
+        self._count = 0
+
+    def update(self, step: int, output: torch.Tensor) -> bool:
+        x = output.detach().double()
+        if self._mean is None:
+            self._mean, self._var = x.clone(), torch.zeros_like(x)
+        else:
+            delta = x - self._mean
+            self._mean.add_(delta, alpha=self.alpha)
+            self._var.mul_(1 - self.alpha).addcmul_(delta, delta, value=self.alpha * (1 - self.alpha))
+        self._count += 1
+        if self._count < self.warmup:
+            self.history.append(math.nan)
+            return False
+        return self._track(step, output.detach(), self._var)
+
+
+class Fixed(Stopper):
+    """Run exactly ``steps`` steps and return the last output (benchmarks, fixed budgets)."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        if steps < 1:
+            raise ValueError(f"Fixed: steps must be >= 1, got {steps}")
+        self.steps = steps
+
+    def update(self, step: int, output: torch.Tensor) -> bool:
+        self.history.append(math.nan)
+        self.best, self.best_step = output.detach(), step
+        return step + 1 >= self.steps
+
+
+def make_stopper(stopper: str | int | Stopper, spatial_dims: int) -> Stopper:
+    """``"wmv"``, ``"emv"``, ``"auto"`` (WMV in 2D, EMV in 3D), a step count, or a Stopper."""
+    if isinstance(stopper, Stopper):
+        return stopper
+    if isinstance(stopper, int) and not isinstance(stopper, bool):
+        return Fixed(stopper)
+    if stopper == "auto":
+        stopper = "wmv" if spatial_dims == 2 else "emv"
+    if stopper == "wmv":
+        return WindowedVariance()
+    if stopper == "emv":
+        return ExponentialVariance()
+    raise ValueError(f"unknown stopper {stopper!r}; use 'wmv', 'emv', 'auto', a step count or a "
+                     f"Stopper instance")

@@ -1,0 +1,117 @@
+"""The DIP engine on real scans: generators, stoppers and fit across operators (small and fast)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import medip
+from medip.metrics import psnr
+from medip.nets import PRESETS, build_generator, count_parameters
+from medip.noise import gaussian
+from medip.operators import Identity, Radon
+from medip.stopping import ExponentialVariance, Fixed, WindowedVariance
+
+
+@pytest.fixture(scope="module")
+def ct_crop(ct_hu):
+    """A 96x96 crop of the real CT slice, in HU, at half resolution."""
+    hu = torch.tensor(ct_hu, dtype=torch.float32).clamp(min=-1000)[None, None]
+    return F.avg_pool2d(hu, 2)[..., 60:156, 80:176].contiguous()
+
+
+def display_range(img):
+    return float(img.max() - img.min())
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("dims,shape", [(2, (37, 50)), (3, (9, 12, 10))])
+def test_presets_take_any_size_and_report_parameters(preset, dims, shape):
+    gen = build_generator(preset, shape, out_channels=2)
+    assert gen().shape == (1, 2, *shape)
+    assert f"parameters={count_parameters(gen):,}" in repr(gen)
+
+
+def test_skip_uses_reflection_padding_leaky_relu_and_batch_norm():
+    net = build_generator("skip-paper", (64, 64), 1).net
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.padding_mode == "reflect" for c in convs if c.kernel_size[0] > 1)
+    assert any(isinstance(m, nn.LeakyReLU) and m.negative_slope == 0.2 for m in net.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert net.depth == 5 and net.input_channels == 32
+    assert max(c.out_channels for c in convs) == 128
+
+
+def test_denoising_raises_psnr_and_stops_by_itself(ct_crop):
+    noisy = gaussian(ct_crop, 25 / 255 * display_range(ct_crop), seed=0)
+    res = medip.fit(Identity(), noisy, stopper="wmv", max_steps=1000, seed=0)
+    assert res.stop_step < res.steps_run < 1000  # stopped by the variance, not the budget
+    gain = psnr(res.image, ct_crop) - psnr(noisy, ct_crop)
+    assert gain > 4, gain
+    assert res.variance_map.shape == ct_crop.shape and bool((res.variance_map >= 0).all())
+    assert abs(float(res.image.mean() - ct_crop.mean())) < 50  # physical units (HU) come back
+
+
+def test_same_seed_same_result_and_reference_never_changes_it(ct_crop):
+    y = gaussian(ct_crop[..., :48, :48], 100.0, seed=0)
+    a = medip.fit(Identity(), y, stopper=20, seed=3)
+    b = medip.fit(Identity(), y, stopper=20, seed=3, reference=ct_crop[..., :48, :48])
+    c = medip.fit(Identity(), y, stopper=20, seed=4)
+    assert torch.equal(a.image, b.image) and not torch.equal(a.image, c.image)
+    assert len(b.history["psnr"]) == 20 and "psnr" not in a.history
+
+
+def test_stoppers_return_their_best_output():
+    wmv = WindowedVariance(window=4, patience=5)
+    # outputs converge then wander: the variance minimum is in the settled stretch
+    values = [10, 5, 2, 1, 1, 1, 1, 1, 3, 7, 12, 20, 30, 45, 60, 80]
+    stopped = [wmv.update(i, torch.full((1, 1, 2, 2), float(v))) for i, v in enumerate(values)]
+    # the window of steps 3-6 is the first with zero variance; patience runs out 5 later
+    assert wmv.best_step == 6 and float(wmv.best.mean()) == 1 and stopped.index(True) == 11
+    assert float(wmv.variance_map.max()) == 0
+    emv = ExponentialVariance(alpha=0.5, patience=3, warmup=2)
+    for i, v in enumerate(values):
+        if emv.update(i, torch.full((1, 1, 2, 2), float(v))):
+            break
+    assert 4 <= emv.best_step <= 8 and float(emv.best.mean()) == 1
+    fixed = Fixed(3)
+    assert [fixed.update(i, torch.zeros(1)) for i in range(3)] == [False, False, True]
+
+
+def test_windowed_variance_running_sums_match_direct_variance():
+    wmv = WindowedVariance(window=5, patience=100)
+    frames = torch.randn(12, 1, 1, 3, 3, generator=torch.Generator().manual_seed(0)) * 100 + 1000
+    for i, f in enumerate(frames):
+        wmv.update(i, f)
+        if i >= 4:
+            direct = frames[i - 4:i + 1].var(0, unbiased=False).mean()
+            assert abs(wmv.history[-1] - float(direct)) < 1e-6 * float(direct)
+
+
+def test_keyboard_interrupt_returns_best_so_far(ct_crop):
+    def interrupt(info):
+        if info.step == 40:
+            raise KeyboardInterrupt
+
+    y = gaussian(ct_crop[..., :32, :32], 100.0)
+    res = medip.fit(Identity(), y, stopper=WindowedVariance(8, 500), callbacks=[interrupt])
+    assert res.interrupted and res.steps_run == 41 and res.image.shape == y.shape
+
+
+def test_bad_inputs_raise_clear_errors(ct_crop):
+    A = Radon((96, 96), 10)
+    with pytest.raises(ValueError, match="trailing dimensions"):
+        medip.fit(A, torch.zeros(1, 1, 10, 50))
+    with pytest.raises(ValueError, match="y contains NaN"):
+        medip.fit(Identity(), torch.full((1, 1, 8, 8), float("nan")))
+    with pytest.raises(ValueError, match="unknown generator preset 'huge'"):
+        medip.fit(Identity(), ct_crop, generator="huge")
+    with pytest.raises(ValueError, match="unknown loss"):
+        medip.fit(Identity(), ct_crop, loss="huber")
+    with pytest.raises(ValueError, match="unknown stopper"):
+        medip.fit(Identity(), ct_crop, stopper="magic")
+    with pytest.raises(TypeError, match="needs photon counts"):
+        medip.fit(A, torch.zeros(1, 1, 10, 96), loss="poisson")
+    wrong = nn.Conv2d(32, 3, 1)
+    with pytest.raises(ValueError, match=r"generator outputs \(1, 3, 96, 96\)"):
+        medip.fit(Identity(), ct_crop, generator=wrong)
