@@ -83,15 +83,15 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return sum(x.diff(dim=d).abs().mean() for d in range(2, x.ndim))
 
 
-def _data_loss(name: str, counts: PhotonCounts | None, scale: float
+def _data_loss(name: str, counts: PhotonCounts | None, scale: float, device: torch.device
                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     if name == "mse":
         return lambda pred, y: (pred - y).abs().square().mean()
     if name == "l1":
         return lambda pred, y: (pred - y).abs().mean()
     # Poisson: the likelihood lives in physical line integrals (scale * normalised prediction).
-    c, i0 = counts.counts, counts.photons
-    return lambda pred, y: poisson_nll(pred * scale, c.to(pred), i0) / i0
+    c, i0 = counts.counts.to(device), counts.photons  # moved once, not every step
+    return lambda pred, y: poisson_nll(pred * scale, c, i0) / i0
 
 
 def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | nn.Module = "fast",
@@ -157,7 +157,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
     to_image = channels_to_complex if is_complex else (lambda t: t)
     _check_generator(gen, x0, is_complex)
     stop = make_stopper(stopper, len(spatial))
-    data_loss = _data_loss(loss, counts, scale)
+    data_loss = _data_loss(loss, counts, scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
                 else contextlib.nullcontext())
@@ -170,11 +170,10 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
         for step in range(max_steps):
             optimizer.zero_grad(set_to_none=True)
             with autocast:
-                out = gen(reg_noise)
-            x = to_image(out.float())
-            objective = data_loss(A.forward(x), y_n)
+                out = gen(reg_noise).float()
+            objective = data_loss(A.forward(to_image(out)), y_n)
             if tv_weight:
-                objective = objective + tv_weight * total_variation(out.float())
+                objective = objective + tv_weight * total_variation(out)
             objective.backward()
             optimizer.step()
             value = float(objective.detach())
