@@ -124,7 +124,7 @@ class Fourier(LinearOperator):
 
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         if self.sensitivities is None and y.shape[1] > 1:
-            return root_sum_of_squares(centered_ifft(self._apply_mask(y), self.ndim)).to(y.dtype)
+            return root_sum_of_squares(centered_ifft(self._apply_mask(y), self.ndim)).to(y.real.dtype)
         return self.adjoint(y)
 
     def pinv(self, y: torch.Tensor, **options) -> torch.Tensor:

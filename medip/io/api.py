@@ -1,0 +1,89 @@
+"""``medip.load`` and ``medip.save``: any supported scan in, derived scans out, inputs untouched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .dicom_read import read_dicom
+from .dicom_write import write_dicom_series
+from .formats import (read_npy, read_nifti, read_nrrd, read_picture, write_nifti, write_npy,
+                      write_nrrd)
+from .preview import save_preview
+from .volume import Volume
+
+FORMATS = ("nifti", "dicom", "nrrd", "npy", "png")
+_SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd",
+             ".npy": "npy", ".png": "png"}
+_PICTURES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+
+
+def load(path: str | Path, series: str | int | None = None, frame: int | None = None) -> Volume:
+    """Read a scan: a DICOM folder (recursive) or file, NIfTI, NRRD, ``.npy``, PNG or TIFF.
+
+    ``series`` picks one DICOM series (SeriesInstanceUID or SeriesNumber) when a folder holds
+    several; ``frame`` picks one volume of a 4D NIfTI.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    suffix = _suffix(path)
+    if path.is_file() and suffix in (".nii", ".nii.gz"):
+        return read_nifti(path, frame)
+    if path.is_file() and suffix in (".nrrd", ".nhdr"):
+        return read_nrrd(path)
+    if path.is_file() and suffix == ".npy":
+        return read_npy(path)
+    if path.is_file() and suffix in _PICTURES:
+        return read_picture(path)
+    return read_dicom(path, series)
+
+
+def protected_folders(*volumes: Volume | None) -> list[Path]:
+    """Folders medip never writes into: those holding a DICOM input series."""
+    folders = []
+    for volume in volumes:
+        if volume is None or volume.meta.get("format") != "dicom" or volume.source is None:
+            continue
+        source = Path(volume.source).resolve()
+        folders.append(source if source.is_dir() else source.parent)
+        folders += [Path(f).resolve().parent for f in volume.meta.get("dicom_files", [])]
+    return sorted(set(folders))
+
+
+def check_output_path(path: Path, *volumes: Volume | None) -> None:
+    """Refuse an output inside a DICOM input's folder or on top of an input file."""
+    target = path.resolve()
+    for volume in volumes:
+        if volume is not None and volume.source is not None and target == Path(volume.source).resolve():
+            raise ValueError(f"{path} is the input file itself; choose another output path")
+    for folder in protected_folders(*volumes):
+        if target == folder or folder in target.parents:
+            raise ValueError(f"{path} is inside the input series' folder {folder}; medip never "
+                             f"writes there: choose an output outside it")
+
+
+def save(volume: Volume, path: str | Path, like: Volume | None = None, overwrite: bool = False,
+         format: str | None = None, description: str = "medip derived") -> Path:
+    """Write ``volume``; the format comes from the extension or ``format=`` (``"dicom"`` writes
+    a series into the folder ``path``). Writes are atomic and never replace an existing output
+    unless ``overwrite``; nothing is ever written into a DICOM input's folder."""
+    path = Path(path)
+    fmt = format or _SUFFIXES.get(_suffix(path))
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: cannot tell the output format from the extension; use .nii, "
+                         f".nii.gz, .nrrd, .npy or .png, or format= one of {FORMATS}")
+    check_output_path(path, volume, like)
+    if fmt == "dicom":
+        return write_dicom_series(volume, path, description, like=like, overwrite=overwrite)
+    if fmt == "nifti":
+        return write_nifti(volume, path, overwrite)
+    if fmt == "nrrd":
+        return write_nrrd(volume, path, overwrite)
+    if fmt == "npy":
+        return write_npy(volume, path, overwrite)
+    return save_preview(volume, path, overwrite=overwrite)
