@@ -99,7 +99,8 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         max_steps: int = 3000, lr: float = 1e-2, reg_noise: float = 1 / 30, seed: int = 0,
         device: str | torch.device = "auto", reference: torch.Tensor | None = None,
         callbacks: Iterable[Callable[[StepInfo], None]] = (), amp: bool = False,
-        threads: int | None = None, keep_generator: bool = False) -> Result:
+        threads: int | None = None, keep_generator: bool = False, scale: float | None = None,
+        residual: bool = False) -> Result:
     """Fit a Deep Image Prior to measurements ``y = A x + noise`` and return the stopped image.
 
     Args:
@@ -120,6 +121,11 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         callbacks: called with a :class:`StepInfo` after every step.
         threads: torch CPU threads for this fit (restored afterwards).
         keep_generator: also return the generator's final ``state_dict``.
+        scale: the normalisation (physical units per network unit); default: a robust scale
+            of ``A.pinv(y)``. The volume driver passes one scale for all slices of a volume.
+        residual: the generator models the correction to ``A.pinv(y)`` (``x = A.pinv(y) +
+            f(z)``) instead of the whole image: much faster where ``pinv`` is already a good
+            image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -128,6 +134,11 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         counts, y = y, y.sinogram
     elif loss == "poisson":
         raise TypeError("loss='poisson' needs photon counts: pass y=medip.noise.poisson(...)")
+    if residual and counts is not None:
+        raise ValueError("residual=True fits y - A pinv(y), which the Poisson likelihood does not "
+                         "allow; use loss='mse' or residual=False")
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
     check_tensor(y, "y", f"fit({A.name})", A.out_shape)
@@ -137,24 +148,35 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         torch.set_num_threads(threads)
     try:
         return _run(A, y.to(dev), counts, dev, generator, loss, tv_weight, stopper, max_steps, lr,
-                    reg_noise, seed, reference, list(callbacks), amp, keep_generator)
+                    reg_noise, seed, reference, list(callbacks), amp, keep_generator, scale,
+                    residual)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, reg_noise, seed,
-         reference, callbacks, amp, keep_generator) -> Result:
+         reference, callbacks, amp, keep_generator, scale, residual) -> Result:
     start = time.perf_counter()
     with torch.no_grad():
         x0 = A.pseudo_inverse(y)
+        offset = None
+        if residual:  # fit what pinv misses: y - A pinv(y), then add pinv(y) back
+            offset, y = x0, y - A.forward(x0)
+            x0 = A.pseudo_inverse(y)
     is_complex = x0.is_complex()
-    scale = robust_scale(x0)
+    scale = scale or robust_scale(x0)
     y_n = y / scale
     spatial = tuple(x0.shape[2:])
     channels = x0.shape[1] * (2 if is_complex else 1)
     gen = build_generator(generator, spatial, channels, batch=x0.shape[0], seed=seed).to(dev)
     gen.noise_generator = torch.Generator(device=dev).manual_seed(seed + 1)
-    to_image = channels_to_complex if is_complex else (lambda t: t)
+    to_channels = channels_to_complex if is_complex else (lambda t: t)
+
+    def to_image(out: torch.Tensor) -> torch.Tensor:
+        """Network output -> image in physical units."""
+        image = to_channels(out) * scale
+        return image + offset if offset is not None else image
+
     _check_generator(gen, x0, is_complex)
     stop = make_stopper(stopper, len(spatial))
     data_loss = _data_loss(loss, counts, scale, dev)
@@ -171,7 +193,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 out = gen(reg_noise).float()
-            objective = data_loss(A.forward(to_image(out)), y_n)
+            objective = data_loss(A.forward(to_channels(out)), y_n)
             if tv_weight:
                 objective = objective + tv_weight * total_variation(out)
             objective.backward()
@@ -184,7 +206,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
             done = stop.update(step, out.detach())
             info = StepInfo(step, value, stop.history[-1], max_steps)
             if ref is not None:
-                image = to_image(out.detach()) * scale
+                image = to_image(out.detach())
                 image, target = (image.abs(), ref.abs()) if is_complex else (image, ref)
                 info.metrics = {"psnr": psnr(image, target), "ssim": ssim(image, target)}
                 history["psnr"].append(info.metrics["psnr"])
@@ -198,7 +220,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
         if stop.best is None:
             raise
     best = stop.best if stop.best is not None else out.detach()
-    image = to_image(best) * scale
+    image = to_image(best)
     variance = stop.variance_map
     if variance is not None:
         variance = (variance * scale ** 2).float()

@@ -1,0 +1,247 @@
+"""The volume driver: a whole scan restored slice by slice, in one 3D fit, or in 3D patches.
+
+- ``slices``: 2D DIP per slice along ``axis``; the middle slice starts cold, then each next
+  slice (outwards in both directions) starts from its neighbour's fitted weights with a smaller
+  step budget (``warm_steps``), which is where most of the time goes away.
+- ``3d``: one 3D generator over the whole volume (ES-EMV stopping by default).
+- ``patches``: overlapping 3D patches blended with linear ramps, for volumes too large for one
+  fit; each patch warm-starts from the previous one. Voxel-wise tasks only (denoise, inpaint).
+
+All slices and patches share one normalisation (a robust scale of the whole scan), so warm
+starts carry over and the result is in the input's units and geometry.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .estimate import Estimate, estimate_fit
+from .fit import fit, pick_device, robust_scale
+from .io.volume import Volume
+from .nets import build_generator
+from .operators import LinearOperator
+from .stopping import Fixed, Stopper, WindowedVariance
+from .tasks import POINTWISE, make_operator, normalise_factors, output_shape, upsampled_affine
+
+log = logging.getLogger("medip")
+MODES = ("slices", "3d", "patches")
+
+
+@dataclass
+class VolumeResult:
+    """The restored volume and its per-voxel variance (uncertainty), both with full geometry."""
+
+    volume: Volume
+    variance: Volume
+    stop_steps: list[int]
+    steps_run: list[int]
+    elapsed: float
+    mode: str
+    estimate: Estimate | None = None
+    histories: list[dict] = field(default_factory=list)
+
+
+def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", mode: str = "slices",
+                       *, mask: np.ndarray | None = None, factors: int | Sequence[int] | None = None,
+                       kernel: str = "bicubic", axis: int = 2, generator: str = "fast",
+                       stopper: str | int = "auto", max_steps: int = 2000,
+                       warm_steps: int | None = None, patch: int = 64, overlap: int = 16,
+                       lr: float = 1e-2, seed: int = 0, device: str = "auto",
+                       threads: int | None = None, progress: bool | None = None,
+                       check_memory: bool = True) -> VolumeResult:
+    """Restore ``volume`` measured through ``task`` (a name from :data:`medip.tasks.TASKS`, or a
+    3D operator for ``mode="3d"``) and return it in the input's units and geometry.
+
+    Raises ``MemoryError`` before starting when the estimated need exceeds the memory available,
+    naming the mode that would fit.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
+    if isinstance(task, LinearOperator) and mode != "3d":
+        raise ValueError("an operator applies to the whole volume: use mode='3d', or pass a task "
+                         "name so medip can cut it into slices or patches")
+    if isinstance(task, str) and task not in POINTWISE and mode == "patches":
+        raise ValueError(f"mode='patches' needs a voxel-wise task ({', '.join(POINTWISE)}); use "
+                         f"mode='slices' or '3d' for {task!r}")
+    if not bool(np.isfinite(volume.array).all()):
+        raise ValueError(f"{volume.source or 'the volume'} contains NaN or infinite values; "
+                         f"fix or mask them before reconstruction")
+    dev = pick_device(device)
+    y = torch.from_numpy(volume.array)
+    scale = robust_scale(y)
+    options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads, scale=scale)
+    start = time.perf_counter()
+    if mode == "3d":
+        A = task if isinstance(task, LinearOperator) else make_operator(
+            task, volume.shape, mask, factors, kernel)
+        shape = output_shape(A, volume.shape)
+        estimate = _check_budget(generator, shape, dev, check_memory, mode)
+        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, **options)
+        image, variance = result.image[0, 0], _variance(result.variance_map, image_shape=shape)
+        stops, runs, histories = [result.stop_step], [result.steps_run], [result.history]
+    elif mode == "slices":
+        image, variance, stops, runs, histories, estimate = _by_slices(
+            volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
+            check_memory, progress, options)
+    else:
+        image, variance, stops, runs, histories, estimate = _by_patches(
+            volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps, check_memory,
+            progress, options)
+    affine = volume.affine
+    if task == "superres" or (isinstance(task, LinearOperator) and image.shape != y.shape):
+        affine = upsampled_affine(volume.affine, [a // b for a, b in zip(image.shape, y.shape)])
+    out = volume.with_array(image.cpu().numpy(), affine)
+    var = volume.with_array(variance.cpu().numpy(), affine,
+                            units=f"({volume.units})^2" if volume.units else "")
+    return VolumeResult(out, var, stops, runs, time.perf_counter() - start, mode, estimate,
+                        histories)
+
+
+def _variance(variance_map: torch.Tensor | None, image_shape: Sequence[int]) -> torch.Tensor:
+    if variance_map is None:  # Fixed stopping keeps no variance
+        return torch.zeros(tuple(image_shape))
+    return variance_map[0, 0]
+
+
+def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: bool, mode: str
+                  ) -> Estimate | None:
+    if not check:
+        return None
+    estimate = estimate_fit(preset, shape, device=dev)
+    log.info("%s mode: one fit of %s needs about %.2f GB and %.3f s per step (%.1f GB available)",
+             mode, tuple(shape), estimate.bytes_needed / 1e9, estimate.seconds_per_step,
+             estimate.bytes_available / 1e9)
+    if not estimate.fits:
+        hint = {"3d": "use mode='slices' or mode='patches'",
+                "patches": "use a smaller patch= size or mode='slices'",
+                "slices": "use a smaller generator preset (e.g. 'fast')"}[mode]
+        raise MemoryError(f"{mode} mode needs about {estimate.bytes_needed / 1e9:.1f} GB for "
+                          f"{tuple(shape)} but {estimate.bytes_available / 1e9:.1f} GB are "
+                          f"available; {hint}")
+    return estimate
+
+
+def _warm_stopper(stopper: str | int | Stopper, warm_steps: int) -> Stopper:
+    """A started fit is near its optimum: a shorter window and patience find it sooner."""
+    if isinstance(stopper, int) and not isinstance(stopper, bool):
+        return Fixed(warm_steps)
+    return WindowedVariance(window=16, patience=max(warm_steps // 4, 20))
+
+
+def _progress(total: int, label: str, progress: bool | None):
+    import sys
+
+    from tqdm.auto import tqdm
+
+    disable = (not sys.stderr.isatty()) if progress is None else not progress
+    return tqdm(total=total, desc=label, unit="fit", disable=disable, leave=False)
+
+
+def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
+               check_memory, progress, options):
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    in_plane = [n for a, n in enumerate(volume.shape) if a != axis]
+    plane_factors = None
+    if task == "superres":
+        full = normalise_factors(factors if factors is not None else
+                                 tuple(2 if a != axis else 1 for a in range(3)), 3)
+        if full[axis] != 1:
+            raise ValueError(f"factor {full[axis]} along the slice axis {axis} needs mode='3d' "
+                             f"(through-plane super-resolution)")
+        plane_factors = tuple(f for a, f in enumerate(full) if a != axis)
+    depth = volume.shape[axis]
+    warm_steps = warm_steps or max(max_steps // 4, 50)
+    first = make_operator(task, in_plane, None if mask is None else np.take(mask, 0, axis),
+                          plane_factors, kernel)
+    out_plane = output_shape(first, in_plane)
+    estimate = _check_budget(options["generator"], out_plane, options["device"], check_memory,
+                             "slices")
+    middle = depth // 2
+    order = list(range(middle, depth)) + list(range(middle - 1, -1, -1))
+    images, variances = [None] * depth, [None] * depth
+    stops, runs, histories = [0] * depth, [0] * depth, [None] * depth
+    states: dict[int, dict] = {}
+    bar = _progress(depth, "slices", progress)
+    for t in order:
+        neighbour = t - 1 if t > middle else t + 1
+        A = make_operator(task, in_plane, None if mask is None else np.take(mask, t, axis),
+                          plane_factors, kernel)
+        y_t = torch.from_numpy(np.take(y.numpy(), t, axis).copy())[None, None]
+        if t == middle:
+            result = fit(A, y_t, stopper=stopper, max_steps=max_steps, keep_generator=True,
+                         **options)
+        else:
+            gen = build_generator(options["generator"], out_plane, 1, seed=options["seed"])
+            gen.load_state_dict(states[neighbour])
+            result = fit(A, y_t, stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
+                         keep_generator=True, **{**options, "generator": gen})
+        states[t] = result.generator_state
+        images[t] = result.image[0, 0]
+        variances[t] = _variance(result.variance_map, out_plane)
+        stops[t], runs[t], histories[t] = result.stop_step, result.steps_run, result.history
+        bar.set_postfix(slice=t, stop=result.stop_step)
+        bar.update()
+    bar.close()
+    return (torch.stack(images, axis), torch.stack(variances, axis), stops, runs, histories,
+            estimate)
+
+
+def _starts(n: int, size: int, overlap: int) -> list[int]:
+    step = max(size - overlap, 1)
+    starts = list(range(0, max(n - size, 0) + 1, step))
+    if starts[-1] + size < n:
+        starts.append(n - size)
+    return starts
+
+
+def _ramp(size: int, overlap: int) -> torch.Tensor:
+    """Blending weights along one axis: rising over ``overlap`` voxels at both ends, never 0."""
+    x = torch.arange(size, dtype=torch.float32) + 0.5
+    return torch.minimum(torch.ones(size), torch.minimum(x, size - x) / max(overlap, 1))
+
+
+def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps,
+                check_memory, progress, options):
+    size = [min(patch, n) for n in volume.shape]
+    if overlap >= min(size):
+        raise ValueError(f"overlap {overlap} must be smaller than the patch size {min(size)}")
+    estimate = _check_budget(options["generator"], size, options["device"], check_memory,
+                             "patches")
+    weight = _ramp(size[0], overlap)[:, None, None] * _ramp(size[1], overlap)[None, :, None] \
+        * _ramp(size[2], overlap)[None, None, :]
+    total, var_total, weights = (torch.zeros(volume.shape) for _ in range(3))
+    corners = [(a, b, c) for a in _starts(volume.shape[0], size[0], overlap)
+               for b in _starts(volume.shape[1], size[1], overlap)
+               for c in _starts(volume.shape[2], size[2], overlap)]
+    warm_steps = warm_steps or max(max_steps // 4, 50)
+    stops, runs, histories, state = [], [], [], None
+    bar = _progress(len(corners), "patches", progress)
+    for a, b, c in corners:
+        region = (slice(a, a + size[0]), slice(b, b + size[1]), slice(c, c + size[2]))
+        A = make_operator(task, size, None if mask is None else mask[region])
+        if state is None:
+            result = fit(A, y[region][None, None].contiguous(), stopper=stopper,
+                         max_steps=max_steps, keep_generator=True, **options)
+        else:
+            gen = build_generator(options["generator"], size, 1, seed=options["seed"])
+            gen.load_state_dict(state)
+            result = fit(A, y[region][None, None].contiguous(),
+                         stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
+                         keep_generator=True, **{**options, "generator": gen})
+        state = result.generator_state
+        total[region] += weight * result.image[0, 0].cpu()
+        var_total[region] += weight * _variance(result.variance_map, size).cpu()
+        weights[region] += weight
+        stops.append(result.stop_step)
+        runs.append(result.steps_run)
+        histories.append(result.history)
+        bar.update()
+    bar.close()
+    return total / weights, var_total / weights, stops, runs, histories, estimate
