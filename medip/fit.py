@@ -184,6 +184,9 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
                 else contextlib.nullcontext())
     ref = reference.to(dev) if reference is not None else None
+    if ref is not None and ref.shape[-len(spatial):] != x0.shape[-len(spatial):]:
+        raise ValueError(f"the reference has shape {tuple(ref.shape)} but the image is "
+                         f"{tuple(x0.shape)}")
     history: dict[str, list[float]] = {"loss": [], "variance": stop.history}
     if ref is not None:
         history.update(psnr=[], ssim=[])
@@ -224,7 +227,8 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
     variance = stop.variance_map
     if variance is not None:
         variance = (variance * scale ** 2).float()
-    return Result(image=image, stop_step=stop.best_step, steps_run=step + 1,
+    return Result(image=image, stop_step=stop.best_step if stop.best is not None else step,
+                  steps_run=step + 1,
                   variance_map=variance, history=history, elapsed=time.perf_counter() - start,
                   scale=scale, interrupted=interrupted,
                   generator_state=gen.state_dict() if keep_generator else None)

@@ -34,13 +34,31 @@ def psnr(x: torch.Tensor, reference: torch.Tensor, data_range: float | None = No
     return math.inf if mse == 0 else 10 * math.log10(data_range ** 2 / mse)
 
 
+def _slices(t: torch.Tensor, axis: int) -> torch.Tensor:
+    """``(B, C, ...)`` volumes -> a batch of 2D slices along ``axis``: ``(B * n, C, a, b)``."""
+    moved = t.movedim(axis, 1)
+    return moved.reshape(-1, *moved.shape[2:])
+
+
 def ssim(x: torch.Tensor, reference: torch.Tensor, data_range: float | None = None,
          win_size: int = 7) -> float:
-    """Mean structural similarity over the valid region (scikit-image's default convention)."""
+    """Mean structural similarity over the valid region (scikit-image's default convention).
+
+    A volume thinner than the window along one axis is scored slice by slice along that axis
+    (the mean of the 2D SSIMs).
+    """
     x, reference = _as_batch(x).double(), _as_batch(reference).double()
     if x.shape != reference.shape:
         raise ValueError(f"ssim: shapes differ: {tuple(x.shape)} vs {tuple(reference.shape)}")
     data_range = data_range if data_range is not None else data_range_of(reference)
+    spatial = x.shape[2:]
+    thin = [axis for axis, n in enumerate(spatial) if n < win_size]
+    if len(spatial) == 3 and len(thin) == 1:
+        return ssim(_slices(x, 2 + thin[0]), _slices(reference, 2 + thin[0]), data_range,
+                    win_size)
+    if thin:
+        raise ValueError(f"ssim: images of {tuple(spatial)} are smaller than the {win_size}-sample "
+                         f"window; use a smaller win_size")
     pool = F.avg_pool2d if x.ndim == 4 else F.avg_pool3d
     mean = lambda t: pool(t, win_size, stride=1)  # noqa: E731 - local window mean
     cov_norm = win_size ** (x.ndim - 2) / (win_size ** (x.ndim - 2) - 1)

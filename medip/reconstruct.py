@@ -45,6 +45,7 @@ class VolumeResult:
     mode: str
     estimate: Estimate | None = None
     histories: list[dict] = field(default_factory=list)
+    interrupted: bool = False
 
 
 def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", mode: str = "slices",
@@ -54,11 +55,14 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                        warm_steps: int | None = None, patch: int = 64, overlap: int = 16,
                        lr: float = 1e-2, seed: int = 0, device: str = "auto",
                        threads: int | None = None, progress: bool | None = None,
-                       check_memory: bool = True) -> VolumeResult:
+                       check_memory: bool = True, residual: bool | None = None,
+                       reference: Volume | None = None) -> VolumeResult:
     """Restore ``volume`` measured through ``task`` (a name from :data:`medip.tasks.TASKS`, or a
     3D operator for ``mode="3d"``) and return it in the input's units and geometry.
 
-    Raises ``MemoryError`` before starting when the estimated need exceeds the memory available,
+    ``residual`` (default: True for super-resolution) fits the correction to the interpolated
+    scan, see :func:`medip.fit`. ``reference`` (a clean volume of the result's shape) only adds
+    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated need exceeds the memory available,
     naming the mode that would fit.
     """
     if mode not in MODES:
@@ -75,24 +79,32 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     dev = pick_device(device)
     y = torch.from_numpy(volume.array)
     scale = robust_scale(y)
-    options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads, scale=scale)
+    if residual is None:
+        residual = task == "superres"
+    options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads,
+                   scale=None if residual else scale, residual=residual)
+    ref = torch.from_numpy(reference.array) if reference is not None else None
     start = time.perf_counter()
     if mode == "3d":
         A = task if isinstance(task, LinearOperator) else make_operator(
             task, volume.shape, mask, factors, kernel)
         shape = output_shape(A, volume.shape)
         estimate = _check_budget(generator, shape, dev, check_memory, mode)
-        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, **options)
+        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps,
+                     reference=None if ref is None else ref[None, None], **options)
         image, variance = result.image[0, 0], _variance(result.variance_map, image_shape=shape)
         stops, runs, histories = [result.stop_step], [result.steps_run], [result.history]
-    elif mode == "slices":
+        interrupted = result.interrupted
+    elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
+        interrupted = False
         image, variance, stops, runs, histories, estimate = _by_slices(
             volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
-            check_memory, progress, options)
+            check_memory, progress, options, ref)
     else:
+        interrupted = False
         image, variance, stops, runs, histories, estimate = _by_patches(
             volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps, check_memory,
-            progress, options)
+            progress, options, ref)
     affine = volume.affine
     if task == "superres" or (isinstance(task, LinearOperator) and image.shape != y.shape):
         affine = upsampled_affine(volume.affine, [a // b for a, b in zip(image.shape, y.shape)])
@@ -100,7 +112,7 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     var = volume.with_array(variance.cpu().numpy(), affine,
                             units=f"({volume.units})^2" if volume.units else "")
     return VolumeResult(out, var, stops, runs, time.perf_counter() - start, mode, estimate,
-                        histories)
+                        histories, interrupted)
 
 
 def _variance(variance_map: torch.Tensor | None, image_shape: Sequence[int]) -> torch.Tensor:
@@ -144,7 +156,7 @@ def _progress(total: int, label: str, progress: bool | None):
 
 
 def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
-               check_memory, progress, options):
+               check_memory, progress, options, ref):
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     in_plane = [n for a, n in enumerate(volume.shape) if a != axis]
@@ -157,40 +169,67 @@ def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps,
                              f"(through-plane super-resolution)")
         plane_factors = tuple(f for a, f in enumerate(full) if a != axis)
     depth = volume.shape[axis]
-    warm_steps = warm_steps or max(max_steps // 4, 50)
-    first = make_operator(task, in_plane, None if mask is None else np.take(mask, 0, axis),
-                          plane_factors, kernel)
-    out_plane = output_shape(first, in_plane)
+    operators = [make_operator(task, in_plane, None if mask is None else np.take(mask, t, axis),
+                               plane_factors, kernel) for t in range(depth)]
+    measurements = [torch.from_numpy(np.take(y.numpy(), t, axis).copy())[None, None]
+                    for t in range(depth)]
+    out_plane = output_shape(operators[0], in_plane)
     estimate = _check_budget(options["generator"], out_plane, options["device"], check_memory,
                              "slices")
+    references = None if ref is None else [
+        torch.from_numpy(np.take(ref.numpy(), t, axis).copy())[None, None] for t in range(depth)]
+    results = fit_slices(operators, measurements, out_plane, stopper, max_steps, warm_steps,
+                         progress, options, references)
+    image = torch.stack([r.image[0, 0] for r in results], axis)
+    variance = torch.stack([_variance(r.variance_map, out_plane) for r in results], axis)
+    return (image, variance, [r.stop_step for r in results], [r.steps_run for r in results],
+            [r.history for r in results], estimate)
+
+
+def fit_slices(operators: Sequence[LinearOperator], measurements: Sequence[torch.Tensor],
+               out_shape: Sequence[int], stopper: str | int = "auto", max_steps: int = 2000,
+               warm_steps: int | None = None, progress: bool | None = None,
+               options: dict | None = None, references: Sequence[torch.Tensor] | None = None
+               ) -> list:
+    """Fit a stack of 2D problems: the middle one cold, then outwards in both directions, each
+    warm-started from its neighbour's weights with ``warm_steps`` (default ``max_steps // 4``).
+
+    ``options`` are passed to :func:`medip.fit` (``generator`` must be a preset name);
+    ``references`` (clean slices) only add metrics to the histories.
+    """
+    options = dict(options or {})
+    preset = options.setdefault("generator", "fast")
+    depth = len(measurements)
+    warm_steps = warm_steps or max(max_steps // 4, 50)
     middle = depth // 2
     order = list(range(middle, depth)) + list(range(middle - 1, -1, -1))
-    images, variances = [None] * depth, [None] * depth
-    stops, runs, histories = [0] * depth, [0] * depth, [None] * depth
+    results: list = [None] * depth
     states: dict[int, dict] = {}
     bar = _progress(depth, "slices", progress)
     for t in order:
-        neighbour = t - 1 if t > middle else t + 1
-        A = make_operator(task, in_plane, None if mask is None else np.take(mask, t, axis),
-                          plane_factors, kernel)
-        y_t = torch.from_numpy(np.take(y.numpy(), t, axis).copy())[None, None]
+        options["reference"] = None if references is None else references[t]
         if t == middle:
-            result = fit(A, y_t, stopper=stopper, max_steps=max_steps, keep_generator=True,
-                         **options)
+            result = fit(operators[t], measurements[t], stopper=stopper, max_steps=max_steps,
+                         keep_generator=True, **options)
         else:
-            gen = build_generator(options["generator"], out_plane, 1, seed=options["seed"])
+            neighbour = t - 1 if t > middle else t + 1
+            gen = build_generator(preset, out_shape, _channels(results[neighbour]),
+                                  seed=options.get("seed", 0))
             gen.load_state_dict(states[neighbour])
-            result = fit(A, y_t, stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
-                         keep_generator=True, **{**options, "generator": gen})
-        states[t] = result.generator_state
-        images[t] = result.image[0, 0]
-        variances[t] = _variance(result.variance_map, out_plane)
-        stops[t], runs[t], histories[t] = result.stop_step, result.steps_run, result.history
+            result = fit(operators[t], measurements[t], stopper=_warm_stopper(stopper, warm_steps),
+                         max_steps=warm_steps, keep_generator=True,
+                         **{**options, "generator": gen})
+        if result.interrupted:
+            raise KeyboardInterrupt
+        states[t], results[t] = result.generator_state, result
         bar.set_postfix(slice=t, stop=result.stop_step)
         bar.update()
     bar.close()
-    return (torch.stack(images, axis), torch.stack(variances, axis), stops, runs, histories,
-            estimate)
+    return results
+
+
+def _channels(result) -> int:
+    return result.image.shape[1] * (2 if result.image.is_complex() else 1)
 
 
 def _starts(n: int, size: int, overlap: int) -> list[int]:
@@ -208,7 +247,7 @@ def _ramp(size: int, overlap: int) -> torch.Tensor:
 
 
 def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps,
-                check_memory, progress, options):
+                check_memory, progress, options, ref):
     size = [min(patch, n) for n in volume.shape]
     if overlap >= min(size):
         raise ValueError(f"overlap {overlap} must be smaller than the patch size {min(size)}")
@@ -226,6 +265,7 @@ def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_
     for a, b, c in corners:
         region = (slice(a, a + size[0]), slice(b, b + size[1]), slice(c, c + size[2]))
         A = make_operator(task, size, None if mask is None else mask[region])
+        options["reference"] = None if ref is None else ref[region][None, None].contiguous()
         if state is None:
             result = fit(A, y[region][None, None].contiguous(), stopper=stopper,
                          max_steps=max_steps, keep_generator=True, **options)
@@ -235,6 +275,8 @@ def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_
             result = fit(A, y[region][None, None].contiguous(),
                          stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
                          keep_generator=True, **{**options, "generator": gen})
+        if result.interrupted:
+            raise KeyboardInterrupt
         state = result.generator_state
         total[region] += weight * result.image[0, 0].cpu()
         var_total[region] += weight * _variance(result.variance_map, size).cpu()

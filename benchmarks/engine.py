@@ -1,0 +1,189 @@
+"""DIP engine benchmarks (issues 5 and 6), run on purpose, not in CI.
+
+    python benchmarks/engine.py presets   # s/step, peak RSS, PSNR curve per preset (2D 256^2, 3D 64^3)
+    python benchmarks/engine.py gap       # early-stopping gap on 6 cases: detected vs oracle PSNR
+    python benchmarks/engine.py volume    # warm vs cold slices; full 3D vs slices on the brain
+
+Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
+the stopper's rule (patience after the variance minimum) on the variance history of a long run,
+so one run gives both the oracle (best PSNR anywhere) and the detected step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from common import peak_rss_mb, write_results
+
+import medip
+from medip.ct import hu_to_mu
+from medip.metrics import psnr
+from medip.nets import PRESETS
+from medip.noise import gaussian, poisson
+from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
+                             centered_ifft, estimate_sensitivities, random_pixel_mask)
+from medip.stopping import ExponentialVariance, WindowedVariance
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+NEVER = 10 ** 9
+
+
+def ct_slice(size: int) -> torch.Tensor:
+    ct = medip.load(SAMPLE / "ct_head_slice.dcm")
+    hu = torch.from_numpy(ct.array[:, :, 0].T.copy())[None, None]
+    return F.interpolate(hu, size=(size, size), mode="area")
+
+
+def brain_crop(edge: int) -> torch.Tensor:
+    brain = medip.load(SAMPLE / "mr_brain_t1_2mm.nii.gz").array
+    c = [n // 2 for n in brain.shape]
+    region = tuple(slice(m - edge // 2, m - edge // 2 + edge) for m in c)
+    return torch.from_numpy(brain[region].copy())[None, None]
+
+
+def sigma_of(clean: torch.Tensor, fraction: float = 25 / 255) -> float:
+    return fraction * float(clean.max() - clean.min())
+
+
+def detected_step(variance: list[float], patience: int) -> int:
+    """The step a variance stopper with ``patience`` returns, replayed on a variance history."""
+    best, best_step = math.inf, 0
+    for step, v in enumerate(variance):
+        if not math.isnan(v) and v < best:
+            best, best_step = v, step
+        if step - best_step >= patience and not math.isinf(best):
+            break
+    return best_step
+
+
+def curve_summary(psnrs: list[float], seconds_per_step: float) -> dict:
+    peak = int(np.argmax(psnrs))
+    near = next(i for i, p in enumerate(psnrs) if p >= psnrs[peak] - 0.5)
+    return {"peak_psnr": psnrs[peak], "peak_step": peak, "steps_to_0.5dB": near,
+            "seconds_to_0.5dB": near * seconds_per_step}
+
+
+def one_preset(preset: str, dims: int) -> dict:
+    torch.manual_seed(0)
+    if dims == 2:
+        clean, steps = ct_slice(256), 600
+    else:
+        clean, steps = brain_crop(64), 60
+    noisy = gaussian(clean, sigma_of(clean), seed=0)
+    res = medip.fit(Identity(), noisy, generator=preset, stopper=steps, reference=clean, seed=0)
+    return {"preset": preset, "size": "x".join(map(str, clean.shape[2:])), "steps": steps,
+            "s_per_step": res.seconds_per_step, "peak_rss_mb": peak_rss_mb(),
+            "noisy_psnr": psnr(noisy, clean), **curve_summary(res.history["psnr"],
+                                                                 res.seconds_per_step),
+            "curve": res.history["psnr"][::10]}
+
+
+def presets() -> None:
+    rows = []
+    for dims in (2, 3):
+        for preset in PRESETS:
+            out = subprocess.run([sys.executable, __file__, "one-preset", preset, str(dims)],
+                                 capture_output=True, text=True, check=True)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            print(rows[-1]["preset"], rows[-1]["size"], rows[-1]["s_per_step"], flush=True)
+    write_results("presets", rows, ["preset", "size", "steps", "s_per_step", "peak_rss_mb",
+                                    "noisy_psnr", "peak_psnr", "peak_step", "seconds_to_0.5dB"])
+
+
+def gap_cases() -> dict:
+    clean = ct_slice(128)
+    cases = {}
+    noisy = gaussian(clean, sigma_of(clean), seed=0)
+    cases["denoise"] = (Identity(), noisy, clean, {}, psnr(noisy, clean))
+    known = random_pixel_mask((128, 128), 0.5, seed=0)
+    cases["inpaint 50%"] = (Mask(known), Mask(known)(clean), clean, {},
+                            psnr(Mask(known)(clean), clean))
+    down = Downsample(2)
+    cases["superres x2"] = (down, down(clean), clean, {"residual": True, "lr": 0.02},
+                            psnr(down.pinv(down(clean)), clean))
+    mu = hu_to_mu(clean).clamp(min=0)
+    radon = Radon((128, 128), 60, pixel_size=1.92)  # the 0.48 mm slice at 128 px
+    counts = poisson(radon(mu), photons=1e4, seed=0)
+    cases["sparse CT 60 views"] = (radon, counts.sinogram, mu, {},
+                                   psnr(radon.pinv(counts.sinogram), mu))
+    k = torch.from_numpy(np.load(SAMPLE / "mr_kspace_gre_2coil.npy"))
+    reference = Fourier((160, 160)).pinv(k[None])
+    sampled = cartesian_mask((160, 160), 4, 0.08)
+    maps = estimate_sensitivities(k * sampled.mask, acs_lines(sampled.mask))
+    mri = Fourier((160, 160), sampled.mask, maps.sensitivities)
+    y = k[None] * sampled.mask
+    cases["MRI 4x"] = (mri, y, reference, {},
+                       psnr(Fourier((160, 160), sampled.mask).pinv(y), reference))
+    brain = brain_crop(32)
+    noisy3 = gaussian(brain, sigma_of(brain), seed=0)
+    cases["3D denoise 32^3"] = (Identity(), noisy3, brain, {}, psnr(noisy3, brain))
+    return cases
+
+
+def gap() -> None:
+    rows = []
+    for name, (A, y, clean, options, baseline) in gap_cases().items():
+        three_d = clean.ndim == 5
+        stopper = ExponentialVariance(patience=NEVER) if three_d else WindowedVariance(patience=NEVER)
+        steps = 600 if three_d else 1500
+        res = medip.fit(A, y, stopper=stopper, max_steps=steps, reference=clean, seed=0, **options)
+        curve = res.history["psnr"]
+        stop = detected_step(res.history["variance"], patience=200)
+        rows.append({"case": name, "baseline_psnr": baseline, "detected_step": stop,
+                     "detected_psnr": curve[stop], "oracle_step": int(np.argmax(curve)),
+                     "oracle_psnr": max(curve), "gap_db": max(curve) - curve[stop],
+                     "s_per_step": res.seconds_per_step})
+        print(rows[-1], flush=True)
+    gaps = [r["gap_db"] for r in rows]
+    rows.append({"case": "median / worst gap", "baseline_psnr": "", "detected_step": "",
+                 "detected_psnr": "", "oracle_step": "", "oracle_psnr": "",
+                 "gap_db": f"{np.median(gaps):.2f} / {max(gaps):.2f}", "s_per_step": ""})
+    write_results("stopping-gap", rows, list(rows[0]))
+
+
+def volume() -> None:
+    brain = medip.load(SAMPLE / "mr_brain_t1_2mm.nii.gz")
+    clean = brain.with_array(brain.array[:, :, 37:53].copy())  # 16 axial slices
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(clean.shape).astype(np.float32) * sigma_of(torch.from_numpy(clean.array))
+    noisy = clean.with_array(clean.array + noise)
+    rows = []
+    cold_target, cold_time = [], []
+    for k in range(16):  # cold: every slice from scratch, time to reach its own stopped PSNR
+        y = torch.from_numpy(noisy.array[:, :, k].copy())[None, None]
+        ref = torch.from_numpy(clean.array[:, :, k].copy())[None, None]
+        res = medip.fit(Identity(), y, reference=ref, max_steps=1500, seed=0)
+        cold_target.append(res.history["psnr"][res.stop_step])
+        cold_time.append(res.elapsed)
+    start = time.perf_counter()
+    warm = medip.reconstruct_volume(noisy, "denoise", "slices", max_steps=1500, progress=False)
+    warm_time = time.perf_counter() - start
+    ref_all = torch.from_numpy(clean.array)
+    per_slice = [psnr(torch.from_numpy(warm.volume.array[:, :, k]), ref_all[:, :, k])
+                 for k in range(16)]
+    rows.append({"case": "16 slices cold", "seconds": sum(cold_time),
+                 "s_per_slice_after_first": float(np.mean(cold_time[1:])),
+                 "mean_psnr": float(np.mean(cold_target)), "steps": "", "peak_rss_mb": peak_rss_mb()})
+    rows.append({"case": "16 slices warm", "seconds": warm_time,
+                 "s_per_slice_after_first": (warm_time - cold_time[8]) / 15,
+                 "mean_psnr": float(np.mean(per_slice)), "steps": sum(warm.steps_run),
+                 "peak_rss_mb": peak_rss_mb()})
+    write_results("warm-vs-cold", rows, list(rows[0]))
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    command = sys.argv[1] if len(sys.argv) > 1 else "presets"
+    if command == "one-preset":
+        print(json.dumps(one_preset(sys.argv[2], int(sys.argv[3]))))
+    else:
+        {"presets": presets, "gap": gap, "volume": volume}[command]()
