@@ -72,6 +72,8 @@ def _shared() -> argparse.ArgumentParser:
     t.add_argument("--angles", type=int, help="ct --simulate-from: number of views (default 60)")
     t.add_argument("--photons", type=float, help="ct --simulate-from: incident photons (Poisson)")
     t.add_argument("--simulate-from", metavar="IMAGE", help="ct: make the sinogram from this scan")
+    t.add_argument("--geometry", metavar="FILE.json", help="ct: acquisition geometry (angles, "
+                   "detectors, distances, pixel size; default: the sinogram's sidecar)")
     return p
 
 

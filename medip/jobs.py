@@ -53,6 +53,7 @@ class JobOptions:
     angles: int = 60
     photons: float | None = None
     simulate_from: str | None = None
+    geometry: str | None = None
     reference: str | None = None
     format: str | None = None
     overwrite: bool = False

@@ -87,7 +87,7 @@ def _ct(source: Path, options, device: str) -> Outcome:
 
         sinograms, geometry = simulate_ct(like, options.angles, options.photons, options.seed)
     else:
-        sinograms, geometry = load_sinogram(source)
+        sinograms, geometry = load_sinogram(source, options.geometry)
         sinograms = sinograms.reshape(-1, *sinograms.shape[-2:])
     A = Radon.from_geometry(geometry)
     ys = [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))[None, None]

@@ -10,17 +10,14 @@ import numpy as np
 from .io import atomic_write
 from .io.preview import display_slice, window_to_uint8
 
-REPORT_EXTRA = "pip install 'medip[report]'  (matplotlib)"
-
 
 def _pyplot():
-    try:
-        import matplotlib
+    """pyplot on the non-interactive Agg backend (works without a display)."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError(f"--report needs matplotlib: {REPORT_EXTRA}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     return plt
 
 

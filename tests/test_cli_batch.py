@@ -82,7 +82,9 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
     assert high.shape == original.shape
     np.testing.assert_allclose(high.affine, original.affine, atol=1e-4)
     run("simulate", "ct", series, "-o", tmp_path / "sino.npy", "--angles", "20")
-    run("ct", tmp_path / "sino.npy", "-o", tmp_path / "ct", "--format", "dicom", *FAST)
+    (tmp_path / "sino.json").rename(tmp_path / "geometry.json")  # geometry given explicitly
+    run("ct", tmp_path / "sino.npy", "--geometry", tmp_path / "geometry.json", "-o",
+        tmp_path / "ct", "--format", "dicom", *FAST)
     assert len(list((tmp_path / "ct").iterdir())) == 5
     run("mri", sample_dir / "mr_kspace_gre_2coil.npy", "--acceleration", "4", "-o",
         tmp_path / "mri.nii.gz", *FAST)

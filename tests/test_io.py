@@ -217,3 +217,13 @@ def test_non_image_objects_are_skipped(series):
     sr.save_as(series / "report.dcm")
     vol = medip.load(series)
     assert vol.shape[2] == 5 and any("non-image SR" in note for note in vol.meta["notes"])
+
+
+def test_outputs_get_normal_permissions(series, tmp_path):
+    from medip.io.atomic import current_umask
+
+    vol = medip.load(series)
+    expected = 0o666 & ~current_umask()
+    assert medip.save(vol, tmp_path / "v.nii.gz").stat().st_mode & 0o777 == expected
+    folder = medip.save(vol, tmp_path / "dicom", format="dicom")
+    assert folder.stat().st_mode & 0o777 == 0o777 & ~current_umask()

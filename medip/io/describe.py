@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ def describe(path: str | Path) -> list[str]:
         return [_describe_nifti(path)]
     if name.endswith((".npy", ".npz")):
         return [_describe_array(path)]
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    lines = _describe_dicom(files)
+    lines = _describe_dicom(path)
     if not lines:
         raise ValueError(f"{path}: no DICOM, NIfTI or .npy data found")
     return lines
@@ -44,26 +42,19 @@ def _describe_array(path: Path) -> str:
     return f"{path}: array {data.shape} {data.dtype}"
 
 
-def _describe_dicom(files: list[Path]) -> list[str]:
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+def _describe_dicom(path: Path) -> list[str]:
+    from .dicom_read import scan_series
 
-    series: dict[str, list] = defaultdict(list)
-    for f in files:
-        try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, ValueError):
-            continue
-        series[str(ds.get("SeriesInstanceUID", "?"))].append(ds)
+    groups, notes, _ = scan_series(path)
     lines = []
-    for uid, items in series.items():
-        ds = items[0]
+    for uid, headers in groups.items():
+        ds = headers[0].ds
         spacing = ds.get("PixelSpacing")
         pixel = f"{float(spacing[0]):g} x {float(spacing[1]):g} mm" if spacing else "unknown spacing"
         syntax = ds.file_meta.TransferSyntaxUID.name if "TransferSyntaxUID" in ds.file_meta else "?"
         frames = int(ds.get("NumberOfFrames", 1) or 1)
-        count = f"{len(items)} file(s)" + (f", {frames} frames" if frames > 1 else "")
+        count = f"{len(headers)} file(s)" + (f", {frames} frames" if frames > 1 else "")
         lines.append(f"series {uid}: {ds.get('Modality', '?')} '{ds.get('SeriesDescription', '')}', "
                      f"{count}, {ds.get('Rows', '?')}x{ds.get('Columns', '?')}, {pixel}, "
                      f"slice thickness {ds.get('SliceThickness', '?')} mm, {syntax}")
-    return lines
+    return lines + notes

@@ -7,6 +7,7 @@ the volume's range (slope 1 when the values are integers that fit, as CT in HU u
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
+from .atomic import current_umask
 from .volume import LPS_TO_RAS, Volume
 
 SOP_CLASSES = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
@@ -45,6 +47,7 @@ def write_dicom_series(volume: Volume, folder: str | Path, description: str,
     folder.parent.mkdir(parents=True, exist_ok=True)
     template = (like or volume).meta.get("dicom_template")
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         for k, ds in enumerate(_slice_datasets(volume, template, description)):
             ds.save_as(tmp / f"{k + 1:04d}.dcm", enforce_file_format=True)

@@ -60,16 +60,18 @@ def save_sinogram(path: str | Path, sinogram: np.ndarray | torch.Tensor, geometr
     return path
 
 
-def load_sinogram(path: str | Path) -> tuple[np.ndarray, dict]:
-    """Read a sinogram and its sidecar geometry; the shape must agree with the geometry."""
+def load_sinogram(path: str | Path, geometry_file: str | Path | None = None
+                  ) -> tuple[np.ndarray, dict]:
+    """Read a sinogram and its geometry (the sidecar, or ``geometry_file`` in the same JSON
+    form); the shape must agree with the geometry."""
     path = Path(path)
     suffix = _suffix(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such sinogram file")
-    sidecar = sidecar_path(path)
+    sidecar = Path(geometry_file) if geometry_file else sidecar_path(path)
     if not sidecar.is_file():
-        raise FileNotFoundError(f"{path}: the geometry sidecar {sidecar.name} is missing; write it "
-                                f"with medip.io.save_sinogram or give the geometry explicitly")
+        raise FileNotFoundError(f"{path}: the geometry file {sidecar} is missing; write it "
+                                f"with medip.io.save_sinogram or give one (--geometry FILE.json)")
     try:
         geometry = json.loads(sidecar.read_text())
     except json.JSONDecodeError as err:
