@@ -26,6 +26,7 @@ from .fit import fit, pick_device, robust_scale
 from .io.volume import Volume
 from .nets import build_generator
 from .operators import LinearOperator
+from .progress import ProgressBar
 from .stopping import Fixed, Stopper, WindowedVariance
 from .tasks import POINTWISE, make_operator, normalise_factors, output_shape, upsampled_affine
 
@@ -90,8 +91,10 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
             task, volume.shape, mask, factors, kernel)
         shape = output_shape(A, volume.shape)
         estimate = _check_budget(generator, shape, dev, check_memory, mode)
-        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps,
+        bar = ProgressBar(max_steps, "3d fit", progress)
+        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, callbacks=[bar],
                      reference=None if ref is None else ref[None, None], **options)
+        bar.close()
         image, variance = result.image[0, 0], _variance(result.variance_map, image_shape=shape)
         stops, runs, histories = [result.stop_step], [result.steps_run], [result.history]
         interrupted = result.interrupted

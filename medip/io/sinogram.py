@@ -70,8 +70,9 @@ def load_sinogram(path: str | Path, geometry_file: str | Path | None = None
         raise FileNotFoundError(f"{path}: no such sinogram file")
     sidecar = Path(geometry_file) if geometry_file else sidecar_path(path)
     if not sidecar.is_file():
-        raise FileNotFoundError(f"{path}: the geometry file {sidecar} is missing; write it "
-                                f"with medip.io.save_sinogram or give one (--geometry FILE.json)")
+        what = f"geometry file {sidecar}" if geometry_file else f"geometry sidecar {sidecar.name}"
+        raise FileNotFoundError(f"{path}: the {what} is missing; write it with "
+                                f"medip.io.save_sinogram or give one (--geometry FILE.json)")
     try:
         geometry = json.loads(sidecar.read_text())
     except json.JSONDecodeError as err:
