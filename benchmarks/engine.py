@@ -78,7 +78,7 @@ def one_preset(preset: str, dims: int) -> dict:
     if dims == 2:
         clean, steps = ct_slice(256), 600
     else:
-        clean, steps = brain_crop(64), 60
+        clean, steps = brain_crop(64), 20  # timing and memory; 3D curves: the gap benchmark
     noisy = gaussian(clean, sigma_of(clean), seed=0)
     res = medip.fit(Identity(), noisy, generator=preset, stopper=steps, reference=clean, seed=0)
     return {"preset": preset, "size": "x".join(map(str, clean.shape[2:])), "steps": steps,
@@ -152,32 +152,43 @@ def gap() -> None:
 
 
 def volume() -> None:
+    """16 brain slices: each from scratch (cold) vs the driver's warm starts, same budget.
+
+    Steps per slice are the contention-free measure; seconds follow from them.
+    """
     brain = medip.load(SAMPLE / "mr_brain_t1_2mm.nii.gz")
     clean = brain.with_array(brain.array[:, :, 37:53].copy())  # 16 axial slices
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(clean.shape).astype(np.float32) * sigma_of(torch.from_numpy(clean.array))
     noisy = clean.with_array(clean.array + noise)
-    rows = []
-    cold_target, cold_time = [], []
-    for k in range(16):  # cold: every slice from scratch, time to reach its own stopped PSNR
+    ref = torch.from_numpy(clean.array)
+    cold_psnr, cold_steps, cold_seconds = [], [], []
+    for k in range(16):
         y = torch.from_numpy(noisy.array[:, :, k].copy())[None, None]
-        ref = torch.from_numpy(clean.array[:, :, k].copy())[None, None]
-        res = medip.fit(Identity(), y, reference=ref, max_steps=1500, seed=0)
-        cold_target.append(res.history["psnr"][res.stop_step])
-        cold_time.append(res.elapsed)
+        res = medip.fit(Identity(), y, max_steps=1500, seed=0)
+        cold_psnr.append(psnr(res.image[0, 0], ref[:, :, k]))
+        cold_steps.append(res.steps_run)
+        cold_seconds.append(res.elapsed)
     start = time.perf_counter()
     warm = medip.reconstruct_volume(noisy, "denoise", "slices", max_steps=1500, progress=False)
-    warm_time = time.perf_counter() - start
-    ref_all = torch.from_numpy(clean.array)
-    per_slice = [psnr(torch.from_numpy(warm.volume.array[:, :, k]), ref_all[:, :, k])
-                 for k in range(16)]
-    rows.append({"case": "16 slices cold", "seconds": sum(cold_time),
-                 "s_per_slice_after_first": float(np.mean(cold_time[1:])),
-                 "mean_psnr": float(np.mean(cold_target)), "steps": "", "peak_rss_mb": peak_rss_mb()})
-    rows.append({"case": "16 slices warm", "seconds": warm_time,
-                 "s_per_slice_after_first": (warm_time - cold_time[8]) / 15,
-                 "mean_psnr": float(np.mean(per_slice)), "steps": sum(warm.steps_run),
-                 "peak_rss_mb": peak_rss_mb()})
+    warm_seconds = time.perf_counter() - start
+    warm_psnr = [psnr(torch.from_numpy(warm.volume.array[:, :, k]), ref[:, :, k]) for k in range(16)]
+    later = [n for k, n in enumerate(warm.steps_run) if k != 8]  # slice 8 is the cold start
+    rows = [{"case": "16 slices cold", "seconds": sum(cold_seconds),
+             "steps_per_slice_after_first": float(np.mean(cold_steps[:8] + cold_steps[9:])),
+             "s_per_slice_after_first": float(np.mean(cold_seconds[:8] + cold_seconds[9:])),
+             "mean_psnr": float(np.mean(cold_psnr)), "min_psnr": float(np.min(cold_psnr))},
+            {"case": "16 slices warm", "seconds": warm_seconds,
+             "steps_per_slice_after_first": float(np.mean(later)),
+             "s_per_slice_after_first": warm_seconds * sum(later) / sum(warm.steps_run) / 15,
+             "mean_psnr": float(np.mean(warm_psnr)), "min_psnr": float(np.min(warm_psnr))}]
+    rows.append({"case": "cold / warm per later slice",
+                 "seconds": rows[0]["seconds"] / rows[1]["seconds"],
+                 "steps_per_slice_after_first": rows[0]["steps_per_slice_after_first"]
+                 / rows[1]["steps_per_slice_after_first"],
+                 "s_per_slice_after_first": rows[0]["s_per_slice_after_first"]
+                 / rows[1]["s_per_slice_after_first"],
+                 "mean_psnr": rows[1]["mean_psnr"] - rows[0]["mean_psnr"], "min_psnr": ""})
     write_results("warm-vs-cold", rows, list(rows[0]))
 
 

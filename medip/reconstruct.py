@@ -63,8 +63,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
 
     ``residual`` (default: True for super-resolution) fits the correction to the interpolated
     scan, see :func:`medip.fit`. ``reference`` (a clean volume of the result's shape) only adds
-    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated need exceeds the memory available,
-    naming the mode that would fit.
+    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
+    need exceeds the memory available, naming the mode that would fit.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
