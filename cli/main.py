@@ -175,7 +175,7 @@ def _setup_logging(args: argparse.Namespace) -> None:
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from medip.jobs import run_job
+    from medip.jobs import run_job, sidecar_of
 
     options = resolve_options(args, args.task)
     record = run_job(args.input, args.output, options, command_line=["medip", *sys.argv[1:]])
@@ -183,7 +183,7 @@ def _run_restore(args: argparse.Namespace) -> int:
         metrics = record["metrics"]
         quality = f", PSNR {metrics['psnr_db']:.2f} dB" if metrics else ""
         print(f"{args.task}: wrote {record['output']} in {record['seconds']:.1f} s (stop steps "
-              f"{_steps(record['stop_steps'])}{quality}); sidecar {record['output']}.medip.json")
+              f"{_steps(record['stop_steps'])}{quality}); sidecar {sidecar_of(Path(record['output']))}")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from .fit import fit
 from .io.atomic import atomic_write
+from .io.preview import window_to_uint8
 from .metrics import psnr, ssim
 from .noise import gaussian
 from .operators import Identity
@@ -38,9 +39,8 @@ def _window_png(images: list[torch.Tensor], path: Path, level: float = 300, widt
     from PIL import Image
 
     row = np.concatenate([img.squeeze().cpu().numpy() for img in images], axis=1)
-    pixels = np.clip((row - (level - width / 2)) / width, 0, 1) * 255
-    return atomic_write(path, lambda tmp: Image.fromarray(pixels.astype(np.uint8)).save(tmp),
-                        overwrite)
+    pixels = window_to_uint8(row, (level, width))
+    return atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp), overwrite)
 
 
 def run_demo(output: str | Path = "medip-demo", data: str | Path | None = None, size: int = 256,

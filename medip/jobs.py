@@ -21,7 +21,8 @@ import torch
 
 from ._version import __version__
 from .io import Volume, atomic_write, load, save, save_preview
-from .io.api import check_output_path
+from .io.api import derived_path
+from .io.preview import default_window
 from .tasks import TASKS
 
 ALL_TASKS = (*TASKS, "ct", "mri")
@@ -121,7 +122,6 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
     if outcome.interrupted and not save_interrupted:
         raise KeyboardInterrupt
     metrics = _metrics(outcome.result, reference, options.reference)
-    check_output_path(output, outcome.measured, outcome.result)
     description = f"medip {options.task} (DIP {options.preset}, {outcome.summary})"
     save(outcome.result, output, like=outcome.measured, overwrite=options.overwrite,
          format=options.format, description=description)
@@ -160,8 +160,7 @@ def _metrics(result: Volume, reference: Volume | None, name: str | None) -> dict
 
 
 def _preview(outcome, output: Path, overwrite: bool) -> Path:
-    path = output.parent / f"{output.name.split('.')[0]}_preview.png"
     shown = [outcome.measured, outcome.result] if outcome.measured.shape == outcome.result.shape \
         else [outcome.result]
-    window = (40.0, 400.0) if outcome.result.units == "HU" else None
-    return save_preview(shown, path, window=window, overwrite=overwrite)
+    return save_preview(shown, derived_path(output, "preview", ".png"),
+                        window=default_window(outcome.result), overwrite=overwrite)

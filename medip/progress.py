@@ -1,4 +1,5 @@
-"""A per-step progress bar callback for :func:`medip.fit` (tqdm on a terminal, quiet elsewhere)."""
+"""Progress bars (tqdm on a terminal, quiet elsewhere): per step of :func:`medip.fit`, or per
+slice / patch of a volume."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ from tqdm.auto import tqdm
 from .fit import StepInfo
 
 
+def progress_bar(total: int, description: str, enabled: bool | None = None, unit: str = "step"
+                 ) -> tqdm:
+    """A transient tqdm bar; ``enabled=None`` shows it only when stderr is a terminal."""
+    enabled = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, desc=description, unit=unit, disable=not enabled, leave=False)
+
+
 class ProgressBar:
-    """Shows steps, loss and output variance; closes itself on the last step it sees."""
+    """A :func:`medip.fit` callback showing steps, loss and output variance."""
 
     def __init__(self, total: int, description: str = "DIP", enabled: bool | None = None) -> None:
-        enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.bar = tqdm(total=total, desc=description, unit="step", disable=not enabled,
-                        leave=False)
+        self.bar = progress_bar(total, description, enabled)
 
     def __call__(self, info: StepInfo) -> None:
         self.bar.update(1)

@@ -26,7 +26,7 @@ from .fit import fit, pick_device, robust_scale
 from .io.volume import Volume
 from .nets import build_generator
 from .operators import LinearOperator
-from .progress import ProgressBar
+from .progress import ProgressBar, progress_bar
 from .stopping import Fixed, Stopper, WindowedVariance
 from .tasks import POINTWISE, make_operator, normalise_factors, output_shape, upsampled_affine
 
@@ -95,7 +95,7 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
         result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, callbacks=[bar],
                      reference=None if ref is None else ref[None, None], **options)
         bar.close()
-        image, variance = result.image[0, 0], _variance(result.variance_map, image_shape=shape)
+        image, variance = result.image[0, 0], variance_image(result.variance_map, image_shape=shape)
         stops, runs, histories = [result.stop_step], [result.steps_run], [result.history]
         interrupted = result.interrupted
     elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
@@ -118,7 +118,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                         histories, interrupted)
 
 
-def _variance(variance_map: torch.Tensor | None, image_shape: Sequence[int]) -> torch.Tensor:
+def variance_image(variance_map: torch.Tensor | None, image_shape: Sequence[int]) -> torch.Tensor:
+    """The ``(*image_shape)`` variance of one fit's ``(1, 1, ...)`` map; zeros without one."""
     if variance_map is None:  # Fixed stopping keeps no variance
         return torch.zeros(tuple(image_shape))
     return variance_map[0, 0]
@@ -149,13 +150,24 @@ def _warm_stopper(stopper: str | int | Stopper, warm_steps: int) -> Stopper:
     return WindowedVariance(window=16, patience=max(warm_steps // 4, 20))
 
 
-def _progress(total: int, label: str, progress: bool | None):
-    import sys
-
-    from tqdm.auto import tqdm
-
-    disable = (not sys.stderr.isatty()) if progress is None else not progress
-    return tqdm(total=total, desc=label, unit="fit", disable=disable, leave=False)
+def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape: Sequence[int],
+              channels: int, stopper: str | int | Stopper, max_steps: int, warm_steps: int | None,
+              options: dict):
+    """One fit of a stack: cold with the full budget when ``state`` is None, else started from
+    ``state`` (a neighbour's weights) with ``warm_steps`` (default ``max_steps // 4``, >= 50).
+    An interrupt propagates, so no partial stack is ever returned."""
+    if state is None:
+        result = fit(A, y, stopper=stopper, max_steps=max_steps, keep_generator=True, **options)
+    else:
+        warm_steps = warm_steps or max(max_steps // 4, 50)
+        gen = build_generator(options["generator"], out_shape, channels,
+                              seed=options.get("seed", 0))
+        gen.load_state_dict(state)
+        result = fit(A, y, stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
+                     keep_generator=True, **{**options, "generator": gen})
+    if result.interrupted:
+        raise KeyboardInterrupt
+    return result
 
 
 def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
@@ -184,7 +196,7 @@ def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps,
     results = fit_slices(operators, measurements, out_plane, stopper, max_steps, warm_steps,
                          progress, options, references)
     image = torch.stack([r.image[0, 0] for r in results], axis)
-    variance = torch.stack([_variance(r.variance_map, out_plane) for r in results], axis)
+    variance = torch.stack([variance_image(r.variance_map, out_plane) for r in results], axis)
     return (image, variance, [r.stop_step for r in results], [r.steps_run for r in results],
             [r.history for r in results], estimate)
 
@@ -201,29 +213,19 @@ def fit_slices(operators: Sequence[LinearOperator], measurements: Sequence[torch
     ``references`` (clean slices) only add metrics to the histories.
     """
     options = dict(options or {})
-    preset = options.setdefault("generator", "fast")
+    options.setdefault("generator", "fast")
     depth = len(measurements)
-    warm_steps = warm_steps or max(max_steps // 4, 50)
     middle = depth // 2
     order = list(range(middle, depth)) + list(range(middle - 1, -1, -1))
     results: list = [None] * depth
     states: dict[int, dict] = {}
-    bar = _progress(depth, "slices", progress)
+    bar = progress_bar(depth, "slices", progress, unit="fit")
     for t in order:
         options["reference"] = None if references is None else references[t]
-        if t == middle:
-            result = fit(operators[t], measurements[t], stopper=stopper, max_steps=max_steps,
-                         keep_generator=True, **options)
-        else:
-            neighbour = t - 1 if t > middle else t + 1
-            gen = build_generator(preset, out_shape, _channels(results[neighbour]),
-                                  seed=options.get("seed", 0))
-            gen.load_state_dict(states[neighbour])
-            result = fit(operators[t], measurements[t], stopper=_warm_stopper(stopper, warm_steps),
-                         max_steps=warm_steps, keep_generator=True,
-                         **{**options, "generator": gen})
-        if result.interrupted:
-            raise KeyboardInterrupt
+        neighbour = None if t == middle else (t - 1 if t > middle else t + 1)
+        result = _fit_from(operators[t], measurements[t], states.get(neighbour), out_shape,
+                           _channels(results[neighbour]) if neighbour is not None else 0,
+                           stopper, max_steps, warm_steps, options)
         states[t], results[t] = result.generator_state, result
         bar.set_postfix(slice=t, stop=result.stop_step)
         bar.update()
@@ -262,27 +264,17 @@ def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_
     corners = [(a, b, c) for a in _starts(volume.shape[0], size[0], overlap)
                for b in _starts(volume.shape[1], size[1], overlap)
                for c in _starts(volume.shape[2], size[2], overlap)]
-    warm_steps = warm_steps or max(max_steps // 4, 50)
     stops, runs, histories, state = [], [], [], None
-    bar = _progress(len(corners), "patches", progress)
+    bar = progress_bar(len(corners), "patches", progress, unit="fit")
     for a, b, c in corners:
         region = (slice(a, a + size[0]), slice(b, b + size[1]), slice(c, c + size[2]))
         A = make_operator(task, size, None if mask is None else mask[region])
         options["reference"] = None if ref is None else ref[region][None, None].contiguous()
-        if state is None:
-            result = fit(A, y[region][None, None].contiguous(), stopper=stopper,
-                         max_steps=max_steps, keep_generator=True, **options)
-        else:
-            gen = build_generator(options["generator"], size, 1, seed=options["seed"])
-            gen.load_state_dict(state)
-            result = fit(A, y[region][None, None].contiguous(),
-                         stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
-                         keep_generator=True, **{**options, "generator": gen})
-        if result.interrupted:
-            raise KeyboardInterrupt
+        result = _fit_from(A, y[region][None, None].contiguous(), state, size, 1, stopper,
+                           max_steps, warm_steps, options)
         state = result.generator_state
         total[region] += weight * result.image[0, 0].cpu()
-        var_total[region] += weight * _variance(result.variance_map, size).cpu()
+        var_total[region] += weight * variance_image(result.variance_map, size).cpu()
         weights[region] += weight
         stops.append(result.stop_step)
         runs.append(result.steps_run)

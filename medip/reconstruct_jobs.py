@@ -15,7 +15,7 @@ import torch
 from .ct import MU_WATER_70KEV, mu_to_hu
 from .fit import pick_device
 from .io import Volume, load, load_kspace, load_sinogram
-from .reconstruct import fit_slices, reconstruct_volume
+from .reconstruct import fit_slices, reconstruct_volume, variance_image
 
 
 @dataclass
@@ -102,8 +102,7 @@ def _ct(source: Path, options, device: str) -> Outcome:
     fields = dict(modality="CT", units="HU")
     measured = _stack_volume(fbp, spacing, like, **fields)
     hu_per_mu = 1000 / MU_WATER_70KEV
-    variance = [r.variance_map[0, 0] * hu_per_mu ** 2 if r.variance_map is not None
-                else torch.zeros(A.image_shape) for r in results]
+    variance = [variance_image(r.variance_map, A.image_shape) * hu_per_mu ** 2 for r in results]
     return Outcome(measured, _stack_volume(hu, spacing, like, **fields),
                    _stack_volume(variance, spacing, like, modality="CT", units="HU^2"),
                    [r.stop_step for r in results], [r.steps_run for r in results],
@@ -111,8 +110,7 @@ def _ct(source: Path, options, device: str) -> Outcome:
 
 
 def _mri(source: Path, options, device: str) -> Outcome:
-    from .operators import (Fourier, acs_lines, cartesian_mask, estimate_sensitivities,
-                            root_sum_of_squares, centered_ifft)
+    from .operators import Fourier, acs_lines, cartesian_mask, estimate_sensitivities
 
     kspace = load_kspace(source)
     if kspace.ndim != 3:
@@ -134,7 +132,7 @@ def _mri(source: Path, options, device: str) -> Outcome:
     [result] = fit_slices([A], [y], shape, options.stopper_value(), options.max_steps,
                           options.warm_steps, options.progress, _fit_options(options, device))
     image = result.image[0, 0].abs() * maps.support
-    zero_filled = root_sum_of_squares(centered_ifft(y, 2))[0, 0]
+    zero_filled = Fourier(shape, mask).pinv(y)[0, 0]  # root-sum-of-squares of the coil images
     spacing = (1.0, 1.0, 1.0)
     variance = (result.variance_map[0].sum(0) if result.variance_map is not None
                 else torch.zeros(shape))

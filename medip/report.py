@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_write
-from .io.preview import display_slice, window_to_uint8
+from .io.api import derived_path
+from .io.preview import default_window, display_slice, window_to_uint8
 
 
 def _pyplot():
@@ -65,10 +66,9 @@ def before_after(before, after, path: Path, window: tuple[float, float] | None =
 
 def write_report(outcome, output: Path, overwrite: bool = False) -> list[Path]:
     """``<name>_curves.png`` (of the middle slice's or the 3D fit) and ``<name>_before_after.png``."""
-    stem = output.parent / output.name.split(".")[0]
     middle = len(outcome.histories) // 2
-    window = (40.0, 400.0) if outcome.result.units == "HU" else None
     return [plot_history(outcome.histories[middle], outcome.stop_steps[middle],
-                         Path(f"{stem}_curves.png"), overwrite=overwrite),
-            before_after(outcome.measured, outcome.result, Path(f"{stem}_before_after.png"),
-                         window, overwrite)]
+                         derived_path(output, "curves", ".png"), overwrite=overwrite),
+            before_after(outcome.measured, outcome.result,
+                         derived_path(output, "before_after", ".png"),
+                         default_window(outcome.result), overwrite)]

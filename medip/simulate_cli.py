@@ -8,18 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from .io import atomic_write, load, load_kspace, save, save_sinogram
-from .io.api import check_output_path
+from .io.api import check_output_path, derived_path
+from .io.kspace import KSPACE_SUFFIXES
 from .jobs import sha256, sidecar_of, versions
 from .simulate import add_noise, downsample, drop_voxels, image_kspace, simulate_ct, undersample_kspace
 
-KSPACE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
-
-
-def _beside(output: Path, tag: str) -> Path:
-    """``out.nii.gz`` + ``mask`` -> ``out_mask.nii.gz``."""
-    name = output.name
-    stem = name.split(".")[0]
-    return output.with_name(f"{stem}_{tag}{name[len(stem):]}")
 
 
 def simulate_to_files(kind: str, source: Path, output: Path, options: dict,
@@ -38,7 +31,7 @@ def simulate_to_files(kind: str, source: Path, output: Path, options: dict,
                                                 options["center_fraction"], seed)
         check_output_path(output)
         written.append(atomic_write(output, lambda tmp: np.save(tmp, sampled.numpy()), overwrite))
-        mask_path = _beside(output, "mask")
+        mask_path = derived_path(output, "mask")
         written.append(atomic_write(mask_path, lambda tmp: np.save(tmp, mask.numpy()), overwrite))
     else:
         volume = load(source)
@@ -47,7 +40,7 @@ def simulate_to_files(kind: str, source: Path, output: Path, options: dict,
             degraded, how = add_noise(volume, options["sigma"], seed)
         elif kind == "mask":
             degraded, known, how = drop_voxels(volume, options["missing"], seed)
-            written.append(save(known, _beside(output, "mask"), overwrite=overwrite))
+            written.append(save(known, derived_path(output, "mask"), overwrite=overwrite))
         elif kind == "downsample":
             factors = options["factor"]
             degraded, how = downsample(volume, factors[0] if len(factors) == 1 else factors,

@@ -56,10 +56,7 @@ def make_operator(task: str, measured_shape: Sequence[int], mask: np.ndarray | t
 def output_shape(A: LinearOperator, measured_shape: Sequence[int]) -> tuple[int, ...]:
     """The image shape whose measurement has ``measured_shape``."""
     if isinstance(A, Downsample):
-        return tuple(n * f for n, f in zip(measured_shape,
-                                           normalise_factors(A.factors if len(A.factors) > 1
-                                                             else A.factors[0],
-                                                             len(measured_shape))))
+        return tuple(n * f for n, f in zip(measured_shape, A.axis_factors(len(measured_shape))))
     return tuple(measured_shape)
 
 

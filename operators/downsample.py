@@ -87,14 +87,20 @@ class Downsample(LinearOperator):
         self.factors, self.kernel = factors, kernel
         self._taps = {f: antialias_taps(f, kernel) for f in set(factors) if f > 1}
 
-    def _axis_factors(self, x: torch.Tensor) -> tuple[int, ...]:
-        n_spatial = x.ndim - 2
+    def axis_factors(self, n_spatial: int) -> tuple[int, ...]:
+        """One factor per spatial axis of an image with ``n_spatial`` spatial dimensions."""
         if len(self.factors) == 1:
             return self.factors * n_spatial
         if len(self.factors) != n_spatial:
             raise ValueError(f"Downsample: {len(self.factors)} factors {self.factors} for an image "
-                             f"with {n_spatial} spatial dimensions {tuple(x.shape[2:])}")
+                             f"with {n_spatial} spatial dimensions")
         return self.factors
+
+    def _axis_factors(self, x: torch.Tensor) -> tuple[int, ...]:
+        try:
+            return self.axis_factors(x.ndim - 2)
+        except ValueError as err:
+            raise ValueError(f"{err} {tuple(x.shape[2:])}") from None
 
     def _check_divisible(self, x: torch.Tensor) -> tuple[int, ...]:
         factors = self._axis_factors(x)

@@ -22,6 +22,13 @@ def _suffix(path: Path) -> str:
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
+def derived_path(output: Path, tag: str, suffix: str | None = None) -> Path:
+    """A file beside ``output`` named after it: ``out.nii.gz`` + ``mask`` -> ``out_mask.nii.gz``
+    (or ``out_mask.png`` with ``suffix=".png"``)."""
+    stem = output.name.split(".")[0]
+    return output.with_name(f"{stem}_{tag}{output.name[len(stem):] if suffix is None else suffix}")
+
+
 def load(path: str | Path, series: str | int | None = None, frame: int | None = None) -> Volume:
     """Read a scan: a DICOM folder (recursive) or file, NIfTI, NRRD, ``.npy``, PNG or TIFF.
 

@@ -22,6 +22,14 @@ def display_slice(volume: Volume, k: int) -> np.ndarray:
     return plane
 
 
+CT_WINDOW = (40.0, 400.0)  # soft-tissue level / width in HU
+
+
+def default_window(volume: Volume) -> tuple[float, float] | None:
+    """The soft-tissue window for HU volumes; None (percentiles) otherwise."""
+    return CT_WINDOW if volume.units == "HU" else None
+
+
 def window_to_uint8(images: np.ndarray, window: tuple[float, float] | None) -> np.ndarray:
     """Map ``[level - width/2, level + width/2]`` (or the 0.5-99.5 percentiles) to 0-255."""
     if window is None:
