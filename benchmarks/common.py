@@ -39,16 +39,26 @@ def machine() -> dict:
     return info
 
 
-def write_results(name: str, rows: list[dict], columns: list[str]) -> Path:
-    """``results/<date>-<machine>-<name>.json`` and a ``.md`` table beside it."""
-    RESULTS.mkdir(exist_ok=True)
-    stem = f"{datetime.date.today()}-{platform.node() or 'machine'}-{name}"
-    path = RESULTS / f"{stem}.json"
-    path.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+def write_results(name: str | None, rows: list[dict], columns: list[str], summary: dict | None = None,
+                  out: Path = RESULTS, text: str | None = None) -> Path:
+    """``<out>/<date>-<machine>[-<name>].json`` and a ``.md`` beside it (``text``, or a table of
+    ``rows``); ``summary`` is stored in the JSON next to the rows."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"{datetime.date.today()}-{platform.node() or 'machine'}" + (f"-{name}" if name else "")
+    path = out / f"{stem}.json"
+    path.write_text(json.dumps({"machine": machine(), "rows": rows, **(summary or {})}, indent=1))
+    if text is None:
+        text = "\n".join(markdown_table(rows, columns)) + "\n"
+    (out / f"{stem}.md").write_text(text)
+    print(text)
+    return path
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
+    """Rows as Markdown table lines; floats to 4 significant digits, missing cells empty."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c]) for c in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return path
+        value = [row.get(c, "") for c in columns]
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
+                                       for v in value) + " |")
+    return lines

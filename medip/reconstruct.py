@@ -154,12 +154,13 @@ def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape:
               channels: int, stopper: str | int | Stopper, max_steps: int, warm_steps: int | None,
               options: dict):
     """One fit of a stack: cold with the full budget when ``state`` is None, else started from
-    ``state`` (a neighbour's weights) with ``warm_steps`` (default ``max_steps // 4``, >= 50).
+    ``state`` (a neighbour's weights) with ``warm_steps`` (default ``max_steps // 4``, at least 50
+    and at most ``max_steps``).
     An interrupt propagates, so no partial stack is ever returned."""
     if state is None:
         result = fit(A, y, stopper=stopper, max_steps=max_steps, keep_generator=True, **options)
     else:
-        warm_steps = warm_steps or max(max_steps // 4, 50)
+        warm_steps = warm_steps or min(max(max_steps // 4, 50), max_steps)
         gen = build_generator(options["generator"], out_shape, channels,
                               seed=options.get("seed", 0))
         gen.load_state_dict(state)

@@ -33,18 +33,27 @@ class Stopper:
 
 
 class _VarianceStopper(Stopper):
-    """Shared minimum tracking and patience for the variance-based stoppers."""
+    """Shared minimum tracking and patience for the variance-based stoppers.
 
-    def __init__(self, patience: int) -> None:
+    Minima before ``min_steps`` are not candidates: a residual fit (super-resolution) first sits
+    on a plateau at the interpolated image for a few hundred steps, and the variance is lowest
+    there, long before the correction has been learnt.
+    """
+
+    def __init__(self, patience: int, min_steps: int = 0) -> None:
         super().__init__()
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
-        self.patience = patience
+        if min_steps < 0:
+            raise ValueError(f"min_steps must be >= 0, got {min_steps}")
+        self.patience, self.min_steps = patience, min_steps
         self.best_variance = math.inf
 
     def _track(self, step: int, output: torch.Tensor, variance_map: torch.Tensor) -> bool:
         variance = float(variance_map.mean())
         self.history.append(variance)
+        if step < self.min_steps:
+            return False
         if variance < self.best_variance:
             self.best_variance = variance
             self._keep(step, output, variance_map)
@@ -59,8 +68,8 @@ class WindowedVariance(_VarianceStopper):
     128^3 volume 540 MB, which is why :class:`ExponentialVariance` is the 3D default.
     """
 
-    def __init__(self, window: int = 64, patience: int = 200) -> None:
-        super().__init__(patience)
+    def __init__(self, window: int = 64, patience: int = 200, min_steps: int = 0) -> None:
+        super().__init__(patience, min_steps)
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
         self.window = window
@@ -99,8 +108,9 @@ class ExponentialVariance(_VarianceStopper):
     ``alpha`` is the weight of the newest output (an effective window of about ``2 / alpha``).
     """
 
-    def __init__(self, alpha: float = 0.05, patience: int = 200, warmup: int | None = None) -> None:
-        super().__init__(patience)
+    def __init__(self, alpha: float = 0.05, patience: int = 200, warmup: int | None = None,
+                 min_steps: int = 0) -> None:
+        super().__init__(patience, min_steps)
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.alpha = alpha
@@ -138,8 +148,9 @@ class Fixed(Stopper):
         return step + 1 >= self.steps
 
 
-def make_stopper(stopper: str | int | Stopper, spatial_dims: int) -> Stopper:
-    """``"wmv"``, ``"emv"``, ``"auto"`` (WMV in 2D, EMV in 3D), a step count, or a Stopper."""
+def make_stopper(stopper: str | int | Stopper, spatial_dims: int, min_steps: int = 0) -> Stopper:
+    """``"wmv"``, ``"emv"``, ``"auto"`` (WMV in 2D, EMV in 3D), a step count, or a Stopper;
+    ``min_steps`` goes to the variance stoppers built from a name."""
     if isinstance(stopper, Stopper):
         return stopper
     if isinstance(stopper, int) and not isinstance(stopper, bool):
@@ -147,8 +158,8 @@ def make_stopper(stopper: str | int | Stopper, spatial_dims: int) -> Stopper:
     if stopper == "auto":
         stopper = "wmv" if spatial_dims == 2 else "emv"
     if stopper == "wmv":
-        return WindowedVariance()
+        return WindowedVariance(min_steps=min_steps)
     if stopper == "emv":
-        return ExponentialVariance()
+        return ExponentialVariance(min_steps=min_steps)
     raise ValueError(f"unknown stopper {stopper!r}; use 'wmv', 'emv', 'auto', a step count or a "
                      f"Stopper instance")

@@ -114,6 +114,18 @@ def test_stoppers_return_their_best_output():
     assert [fixed.update(i, torch.zeros(1)) for i in range(3)] == [False, False, True]
 
 
+def test_min_steps_skips_an_early_plateau():
+    # a plateau (zero variance) at steps 3-6, then learning, then a later settled stretch
+    values = [10, 5, 2, 1, 1, 1, 1, 1, 3, 7, 12, 20, 20, 20, 20, 20, 25, 40, 60, 90, 130]
+    outputs = [torch.full((1, 1, 2, 2), float(v)) for v in values]
+    plain, later = WindowedVariance(window=4, patience=5), WindowedVariance(4, 5, min_steps=10)
+    assert next(i for i, x in enumerate(outputs) if plain.update(i, x)) == 11
+    stop = next(i for i, x in enumerate(outputs) if later.update(i, x))
+    assert later.best_step == 14 and float(later.best.mean()) == 20 and stop == 19
+    with pytest.raises(ValueError, match="min_steps"):
+        WindowedVariance(min_steps=-1)
+
+
 def test_windowed_variance_running_sums_match_direct_variance():
     wmv = WindowedVariance(window=5, patience=100)
     frames = torch.randn(12, 1, 1, 3, 3, generator=torch.Generator().manual_seed(0)) * 100 + 1000

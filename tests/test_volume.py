@@ -40,6 +40,12 @@ def test_slices_warm_start_denoise_keeps_geometry(brain):
     assert (res.variance.array >= 0).all()
 
 
+def test_default_warm_budget_never_exceeds_max_steps(brain):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    res = reconstruct_volume(noisy, "denoise", "slices", max_steps=5, progress=False)
+    assert max(res.steps_run) <= 5
+
+
 def test_3d_and_patches_modes(brain):
     clean, noisy = noisy_crop(brain, (slice(30, 54), slice(40, 64), slice(36, 52)))
     whole = reconstruct_volume(noisy, "denoise", "3d", max_steps=200, progress=False)
