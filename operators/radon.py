@@ -21,15 +21,22 @@ an image of attenuation coefficients in 1/mm gives dimensionless sinograms. The 
 exact transpose of that discrete sum (the bilinear weights scattered back), not an approximate
 back-projector, so ``<A x, y> = <x, A^H y>`` to rounding error.
 
-Memory: no system matrix is stored. The work runs over chunks of angles sized so that one chunk's
-sample grid and intermediate images stay under ``chunk_bytes`` (default 256 MiB); the sample grid
-is cached when it fits in ``cache_bytes`` (default 128 MiB), about ``8 * n_angles * n_det * n_samples``
-bytes, e.g. 57 MB for 256x256 at 60 views, computed on the fly beyond that.
+Speed and memory: on CPU, once the operator has been applied ``matrix_after`` times (default 3, so
+one-off projections skip the build), the discrete transform is stored as sparse (CSR) matrices of
+those bilinear weights, ``A`` and ``A^T``, when both fit in ``matrix_bytes`` (default 512 MiB;
+16 bytes per non-zero in float32, about ``2.5 * n_angles * n_pixels`` non-zeros: 130 MB at
+256x256 with 60 views, 390 MB with 180), so each forward and adjoint is one sparse product,
+several times faster than interpolating (``benchmarks/operators.py``). Building them takes a
+few seconds, which a fit of thousands of steps repays many times over. Otherwise (CUDA, or larger problems) no matrix is stored: the work runs over
+chunks of angles sized so that one chunk's sample grid and intermediate images stay under
+``chunk_bytes`` (default 256 MiB), and the sample grid is cached when it fits in ``cache_bytes``
+(default 128 MiB), about ``8 * n_angles * n_det * n_samples`` bytes.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import torch
@@ -68,7 +75,8 @@ class Radon(LinearOperator):
                  geometry: str = "parallel", n_detectors: int | None = None,
                  detector_spacing: float | None = None, source_distance: float | None = None,
                  detector_distance: float | None = None, pixel_size: float = 1.0, step: float = 1.0,
-                 chunk_bytes: int = 2 ** 28, cache_bytes: int = 2 ** 27) -> None:
+                 chunk_bytes: int = 2 ** 28, cache_bytes: int = 2 ** 27,
+                 matrix_bytes: int = 2 ** 29, matrix_after: int = 3) -> None:
         shape = tuple(int(n) for n in shape)
         if len(shape) not in (2, 3) or min(shape) < 2:
             raise ValueError(f"Radon: shape must be (H, W) or (D, H, W) with sizes >= 2, got {shape}")
@@ -100,7 +108,9 @@ class Radon(LinearOperator):
                              f"n_detectors >= {needed} or a larger detector_spacing")
         self.n_samples = int(math.ceil(diagonal / step)) + 1
         self.chunk_bytes, self.cache_bytes = int(chunk_bytes), int(cache_bytes)
+        self.matrix_bytes, self.matrix_after, self._applications = int(matrix_bytes), matrix_after, 0
         self._grid_cache: dict[tuple, list[torch.Tensor]] = {}
+        self._matrices: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor] | None] = {}
         super().__init__(self.image_shape, (len(self.angles), self.n_detectors))
 
     # -- geometry ---------------------------------------------------------------------------
@@ -187,6 +197,12 @@ class Radon(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_complex():
             return torch.complex(self.forward(x.real), self.forward(x.imag))
+        if self._matrix(x) is not None:
+            return _Project.apply(x, self)
+        return self._interpolate(x)
+
+    def _interpolate(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward transform by bilinear sampling along the rays (differentiable)."""
         planes, lead = self._planes(x)
         out = []
         for grid in self._chunks(planes.shape[1], planes):
@@ -204,6 +220,9 @@ class Radon(LinearOperator):
 
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
         """The exact transpose of :meth:`forward` (bilinear weights scattered back)."""
+        matrix = self._matrix(y, transpose=True)
+        if matrix is not None:
+            return _sparse_apply(matrix, y, self.image_shape)
         lead = tuple(y.shape[:-2])
         sino = y.reshape(-1, len(self.angles), self.n_detectors).permute(1, 0, 2)
         planes = sino.shape[1]
@@ -220,6 +239,52 @@ class Radon(LinearOperator):
             result = result + back.sum(0)
             start += n
         return result.reshape(*lead, h, w)
+
+    # -- the sparse system matrix (CPU) ------------------------------------------------------
+    def _matrix(self, like: torch.Tensor, transpose: bool = False) -> torch.Tensor | None:
+        """The CSR matrix of the forward transform (or its transpose) for ``like``'s dtype, or
+        None (CUDA, or it would exceed ``matrix_bytes``); built on first use and kept."""
+        if like.device.type != "cpu" or not like.is_floating_point():
+            return None
+        if like.dtype not in self._matrices:
+            self._applications += 1
+            if self._applications <= self.matrix_after:  # one-off uses skip the build
+                return None
+            self._matrices[like.dtype] = self._build_matrix(like.dtype)
+        pair = self._matrices[like.dtype]
+        return None if pair is None else pair[1 if transpose else 0]
+
+    def _build_matrix(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(A, A^T)`` as CSR matrices (a CSC product is about 100x slower than CSR on CPU)."""
+        h, w = self.image_shape
+        n_det, n_samples = self.n_detectors, self.n_samples
+        budget = self.matrix_bytes // (2 * (4 + torch.finfo(dtype).bits // 8))  # both, int32 index
+        rows, cols, values, nnz, first = [], [], [], 0, 0
+        for grid in self._chunks(1, torch.empty(0, dtype=torch.float64)):
+            n = grid.shape[0]
+            col = (grid[..., 0] + 1) * ((w - 1) / 2)  # grid_sample's align_corners=True units
+            row = (grid[..., 1] + 1) * ((h - 1) / 2)
+            c0, r0 = col.floor(), row.floor()
+            fc, fr = col - c0, row - r0
+            ray = ((torch.arange(n) + first)[:, None, None] * n_det
+                   + torch.arange(n_det)[None, :, None]).expand(n, n_det, n_samples)
+            corner_rows = torch.stack((r0, r0, r0 + 1, r0 + 1), -1)
+            corner_cols = torch.stack((c0, c0 + 1, c0, c0 + 1), -1)
+            weights = torch.stack(((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc), -1)
+            keep = ((corner_rows >= 0) & (corner_rows < h) & (corner_cols >= 0)
+                    & (corner_cols < w) & (weights != 0))
+            nnz += int(keep.sum())
+            if nnz > budget:
+                return None
+            rows.append(ray[..., None].expand_as(keep)[keep].to(torch.int32))
+            cols.append((corner_rows[keep] * w + corner_cols[keep]).to(torch.int32))
+            values.append((weights[keep] * (self.step * self.pixel_size)).to(dtype))
+            first += n
+        row_index, col_index, value = torch.cat(rows), torch.cat(cols), torch.cat(values)
+        shape = (len(self.angles) * n_det, h * w)
+        order = torch.argsort(col_index, stable=True)
+        return (_csr(row_index, col_index, value, shape),
+                _csr(col_index[order], row_index[order], value[order], shape[::-1]))
 
     # -- filtered back-projection ------------------------------------------------------------
     def pseudo_inverse(self, y: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
@@ -345,6 +410,36 @@ class Radon(LinearOperator):
     def __repr__(self) -> str:
         return (f"Radon({self.geometry}, image={self.image_shape}, angles={len(self.angles)}, "
                 f"detectors={self.n_detectors} x {self.detector_spacing:g} mm)")
+
+
+def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+         ) -> torch.Tensor:
+    """A CSR matrix from entries sorted by row (repeated entries add up in products)."""
+    crow = torch.zeros(shape[0] + 1, dtype=torch.int32)
+    crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(crow, cols, values, shape)
+
+
+def _sparse_apply(matrix: torch.Tensor, x: torch.Tensor, out_shape: Sequence[int]) -> torch.Tensor:
+    """``matrix`` applied to every plane of ``x`` (its last two dimensions flattened)."""
+    lead = tuple(x.shape[:-2])
+    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    return (matrix @ planes.T).T.reshape(*lead, *out_shape)
+
+
+class _Project(torch.autograd.Function):
+    """``A x`` by the sparse matrix, with ``A^H`` as its derivative."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, op: Radon) -> torch.Tensor:
+        ctx.op = op
+        return _sparse_apply(op._matrix(x), x, (len(op.angles), op.n_detectors))
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return ctx.op.adjoint(grad), None
 
 
 class _Backproject(torch.autograd.Function):

@@ -16,22 +16,40 @@ from medip.operators import Radon
 from conftest import dot_test, fov_circle, psnr_np
 
 
+PATHS = {"sparse matrix": {"matrix_after": 0}, "interpolation": {"matrix_bytes": 0}}
+
+
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("geometry", ["parallel", "fan"])
-def test_adjoint_is_exact_in_2d_and_3d(geometry):
-    A = Radon((24, 28), 17, geometry)
+def test_adjoint_is_exact_in_2d_and_3d(geometry, path):
+    A = Radon((24, 28), 17, geometry, **PATHS[path])
     gen = torch.Generator().manual_seed(0)
     assert dot_test(A, torch.randn(2, 1, 24, 28, generator=gen)) < 1e-5
     assert dot_test(A, torch.randn(1, 1, 3, 24, 28, generator=gen)) < 1e-5
     assert dot_test(A, torch.randn(1, 1, 24, 28, generator=gen, dtype=torch.float64)) < 1e-12
 
 
+@pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("geometry", ["parallel", "fan"])
-def test_adjoint_is_differentiable(geometry):
-    A = Radon((6, 6), 4, geometry, step=0.7)
+def test_adjoint_is_differentiable(geometry, path):
+    A = Radon((6, 6), 4, geometry, step=0.7, **PATHS[path])
     y = torch.randn(1, 1, *A.out_shape, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(A.H, (y,))
     x = torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(A, (x,))
+
+
+@pytest.mark.parametrize("geometry", ["parallel", "fan"])
+def test_sparse_matrix_and_interpolation_agree(geometry):
+    matrix = Radon((20, 20), 9, geometry, **PATHS["sparse matrix"])
+    interpolation = Radon((20, 20), 9, geometry, **PATHS["interpolation"])
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.rand(2, 1, 20, 20, generator=gen), torch.rand(2, 1, 9, matrix.n_detectors, generator=gen)
+    torch.testing.assert_close(matrix(x), interpolation(x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(matrix.H(y), interpolation.H(y), rtol=1e-5, atol=1e-5)
+    assert matrix._matrix(x) is not None and interpolation._matrix(x) is None
+    default = Radon((20, 20), 9, geometry)  # builds its matrix on the fourth application
+    assert [default._matrix(x) is None for _ in range(4)] == [True, True, True, False]
 
 
 def test_volume_is_projected_slice_by_slice():
