@@ -17,12 +17,11 @@ import math
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from cases import SAMPLE, ct_slice, sigma_of
 from common import peak_rss_mb, write_results
 
 import medip
@@ -31,17 +30,10 @@ from medip.metrics import psnr
 from medip.nets import PRESETS
 from medip.noise import gaussian, poisson
 from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
-                             centered_ifft, estimate_sensitivities, random_pixel_mask)
+                             estimate_sensitivities, random_pixel_mask)
 from medip.stopping import ExponentialVariance, WindowedVariance
 
-SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 NEVER = 10 ** 9
-
-
-def ct_slice(size: int) -> torch.Tensor:
-    ct = medip.load(SAMPLE / "ct_head_slice.dcm")
-    hu = torch.from_numpy(ct.array[:, :, 0].T.copy())[None, None]
-    return F.interpolate(hu, size=(size, size), mode="area")
 
 
 def brain_crop(edge: int) -> torch.Tensor:
@@ -49,10 +41,6 @@ def brain_crop(edge: int) -> torch.Tensor:
     c = [n // 2 for n in brain.shape]
     region = tuple(slice(m - edge // 2, m - edge // 2 + edge) for m in c)
     return torch.from_numpy(brain[region].copy())[None, None]
-
-
-def sigma_of(clean: torch.Tensor, fraction: float = 25 / 255) -> float:
-    return fraction * float(clean.max() - clean.min())
 
 
 def detected_step(variance: list[float], patience: int) -> int:
