@@ -24,6 +24,9 @@ from .operators.base import check_tensor
 from .stopping import Stopper, make_stopper
 
 LOSSES = ("mse", "l1", "poisson")
+# A cold start can stall on a plateau near a blurred image before it fits the structure (a 96x96 CT
+# crop: steps 25-90), and the variance is lowest there; named stoppers ignore minima before this.
+COLD_MIN_STEPS = 128
 # A residual fit sits on the interpolated image for a few hundred steps before it learns the
 # correction (x4 CT super-resolution at 256^2: about 400), so its variance minima count from here.
 RESIDUAL_MIN_STEPS = 500
@@ -129,7 +132,8 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         residual: the generator models the correction to ``A.pinv(y)`` (``x = A.pinv(y) +
             f(z)``) instead of the whole image: much faster where ``pinv`` is already a good
             image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
-            Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`.
+            Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`
+            (otherwise before :data:`COLD_MIN_STEPS`).
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -182,7 +186,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
         return image + offset if offset is not None else image
 
     _check_generator(gen, x0, is_complex)
-    stop = make_stopper(stopper, len(spatial), RESIDUAL_MIN_STEPS if residual else 0)
+    stop = make_stopper(stopper, len(spatial), RESIDUAL_MIN_STEPS if residual else COLD_MIN_STEPS)
     data_loss = _data_loss(loss, counts, scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"

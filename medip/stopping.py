@@ -35,9 +35,9 @@ class Stopper:
 class _VarianceStopper(Stopper):
     """Shared minimum tracking and patience for the variance-based stoppers.
 
-    Minima before ``min_steps`` are not candidates: a residual fit (super-resolution) first sits
-    on a plateau at the interpolated image for a few hundred steps, and the variance is lowest
-    there, long before the correction has been learnt.
+    Minima before ``min_steps`` are not candidates: a fit can stall on an early plateau (a cold
+    start near a blurred image; a residual fit at the interpolated image for a few hundred steps),
+    and the variance is lowest there, long before the structure has been learnt.
     """
 
     def __init__(self, patience: int, min_steps: int = 0) -> None:
