@@ -23,9 +23,9 @@ back-projector, so ``<A x, y> = <x, A^H y>`` to rounding error.
 
 Speed and memory: on CPU, once the operator has been applied ``matrix_after`` times (default 3, so
 one-off projections skip the build), the discrete transform is stored as sparse (CSR) matrices of
-those bilinear weights, ``A`` and ``A^T``, when both fit in ``matrix_bytes`` (default 512 MiB;
-16 bytes per non-zero in float32, about ``2.5 * n_angles * n_pixels`` non-zeros: 130 MB at
-256x256 with 60 views, 390 MB with 180), so each forward and adjoint is one sparse product,
+those bilinear weights, ``A`` and ``A^T``, when both fit in ``matrix_bytes`` (default 1 GiB;
+16 bytes per non-zero in float32, about ``3.7 * n_angles * n_pixels`` non-zeros: 230 MB at
+257x257 with 60 views, 710 MB with 180), so each forward and adjoint is one sparse product,
 several times faster than interpolating (``benchmarks/operators.py``). Building them takes a
 few seconds, which a fit of thousands of steps repays many times over. Otherwise (CUDA, or larger problems) no matrix is stored: the work runs over
 chunks of angles sized so that one chunk's sample grid and intermediate images stay under
@@ -76,7 +76,7 @@ class Radon(LinearOperator):
                  detector_spacing: float | None = None, source_distance: float | None = None,
                  detector_distance: float | None = None, pixel_size: float = 1.0, step: float = 1.0,
                  chunk_bytes: int = 2 ** 28, cache_bytes: int = 2 ** 27,
-                 matrix_bytes: int = 2 ** 29, matrix_after: int = 3) -> None:
+                 matrix_bytes: int = 2 ** 30, matrix_after: int = 3) -> None:
         shape = tuple(int(n) for n in shape)
         if len(shape) not in (2, 3) or min(shape) < 2:
             raise ValueError(f"Radon: shape must be (H, W) or (D, H, W) with sizes >= 2, got {shape}")
@@ -274,7 +274,7 @@ class Radon(LinearOperator):
             keep = ((corner_rows >= 0) & (corner_rows < h) & (corner_cols >= 0)
                     & (corner_cols < w) & (weights != 0))
             nnz += int(keep.sum())
-            if nnz > budget:
+            if nnz * len(self.angles) > budget * (first + n):  # projected from the angles so far
                 return None
             rows.append(ray[..., None].expand_as(keep)[keep].to(torch.int32))
             cols.append((corner_rows[keep] * w + corner_cols[keep]).to(torch.int32))
