@@ -133,7 +133,7 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
             f(z)``) instead of the whole image: much faster where ``pinv`` is already a good
             image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
             Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`
-            (otherwise before :data:`COLD_MIN_STEPS`).
+            (otherwise before :data:`COLD_MIN_STEPS`), or half of ``max_steps`` if that is less.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -186,7 +186,8 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
         return image + offset if offset is not None else image
 
     _check_generator(gen, x0, is_complex)
-    stop = make_stopper(stopper, len(spatial), RESIDUAL_MIN_STEPS if residual else COLD_MIN_STEPS)
+    min_steps = min(RESIDUAL_MIN_STEPS if residual else COLD_MIN_STEPS, max_steps // 2)
+    stop = make_stopper(stopper, len(spatial), min_steps)
     data_loss = _data_loss(loss, counts, scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
