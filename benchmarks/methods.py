@@ -37,21 +37,27 @@ def first_time_at(psnrs: list[float], seconds: list[float], level: float) -> flo
     return next((t for p, t in zip(psnrs, seconds) if p >= level), None)
 
 
+def _timed_fit(case: Case, **options) -> tuple[medip.Result, float, list[float]]:
+    """``medip.fit`` on the case with PSNR logged; its wall time and each step's timestamp."""
+    stamps: list[float] = []
+    start = time.perf_counter()
+    result = medip.fit(case.operator, case.y, reference=case.clean, **options,
+                       callbacks=[lambda info: stamps.append(time.perf_counter() - start)])
+    return result, time.perf_counter() - start, stamps
+
+
 def run_medip(case: Case, max_steps: int | None) -> dict:
     """medip as a user runs it: default preset, automatic stopping, the task's documented options."""
     limit = {"max_steps": max_steps} if max_steps else {}
-    start = time.perf_counter()
     if case.volume is not None:
+        start = time.perf_counter()
         result = medip.reconstruct_volume(case.volume, "denoise", progress=False, **limit)
         seconds = time.perf_counter() - start
         steps = sum(result.steps_run)
         image = torch.from_numpy(result.volume.array)[None, None]
         return {"method": "medip (fast, slices, auto stop)", **case.score(image), "seconds": seconds,
                 "steps": steps, "s_per_step": seconds / steps, "stop_step": "per slice"}
-    stamps: list[float] = []
-    result = medip.fit(case.operator, case.y, reference=case.clean, **limit, **case.fit_options,
-                       callbacks=[lambda info: stamps.append(time.perf_counter() - start)])
-    seconds = time.perf_counter() - start
+    result, seconds, stamps = _timed_fit(case, **limit, **case.fit_options)
     summary = curve_summary(result.history["psnr"], stamps)
     scores = case.score(result.image)
     return {"method": "medip (fast, auto stop)", **scores, "seconds": seconds,
@@ -62,13 +68,9 @@ def run_medip(case: Case, max_steps: int | None) -> dict:
 
 def run_skip(case: Case, steps: int) -> dict:
     """The plain re-implementation of the original skip network, in medip's loop, fixed steps."""
-    stamps: list[float] = []
-    start = time.perf_counter()
-    result = medip.fit(case.operator, case.y, generator=PlainSkip(), stopper=steps,
-                       reference=case.clean,
-                       callbacks=[lambda info: stamps.append(time.perf_counter() - start)])
+    result, seconds, stamps = _timed_fit(case, generator=PlainSkip(), stopper=steps)
     return {"method": "plain skip (original DIP)", **case.score(result.image),
-            "seconds": time.perf_counter() - start, "steps": result.steps_run,
+            "seconds": seconds, "steps": result.steps_run,
             "s_per_step": result.seconds_per_step, "stop_step": f"fixed {steps}",
             **curve_summary(result.history["psnr"], stamps)}
 
@@ -143,10 +145,8 @@ def run_deepinv(case: Case, level: float, budget_s: float, channels: int,
 
 
 def run_baselines(case: Case) -> list[dict]:
-    rows = []
-    for name, image in case.baselines().items():
-        rows.append({"method": name, **case.score(image)})
-    return rows
+    """Every classical baseline of the case, scored."""
+    return [{"method": name, **case.score(image)} for name, image in case.baselines().items()]
 
 
 def step_flops(output: Callable[[], torch.Tensor]) -> float:

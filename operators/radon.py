@@ -197,8 +197,9 @@ class Radon(LinearOperator):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.is_complex():
             return torch.complex(self.forward(x.real), self.forward(x.imag))
-        if self._matrix(x) is not None:
-            return _Project.apply(x, self)
+        matrix = self._matrix(x)
+        if matrix is not None:
+            return _Project.apply(x, self, matrix)
         return self._interpolate(x)
 
     def _interpolate(self, x: torch.Tensor) -> torch.Tensor:
@@ -433,13 +434,13 @@ class _Project(torch.autograd.Function):
     """``A x`` by the sparse matrix, with ``A^H`` as its derivative."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, op: Radon) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, op: Radon, matrix: torch.Tensor) -> torch.Tensor:
         ctx.op = op
-        return _sparse_apply(op._matrix(x), x, (len(op.angles), op.n_detectors))
+        return _sparse_apply(matrix, x, (len(op.angles), op.n_detectors))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        return ctx.op.adjoint(grad), None
+        return ctx.op.adjoint(grad), None, None
 
 
 class _Backproject(torch.autograd.Function):
