@@ -1,7 +1,8 @@
 """Operator speed against the reference implementations, in the same run (not a CI test).
 
-Radon (issue 3): forward + adjoint on CPU for 256^2 and 512^2 with 180 and 360 angles against
-scikit-image's radon + iradon (the sparse-matrix path once built, its build time, the
+Radon (issue 3): forward + adjoint on CPU for 256^2 and 512^2 (257 and 513, so both rotate about
+the same centre) with 180 and 360 angles against scikit-image's radon + iradon (the
+symmetry-reduced sparse-matrix path once built, its size and build time, the
 interpolating path, and per slice when 16 slices go through at once), FBP against iradon, and the
 sinogram's relative difference as the accuracy check. Fourier (issue 4): forward + adjoint for 320x320 with 16 coils and a 128^3 single-coil
 volume against numpy's FFT. Run: ``python benchmarks/operators.py``.
@@ -43,6 +44,7 @@ def radon_rows() -> list[dict]:
             rel = float(np.linalg.norm(sino[0, 0].numpy().T - sk_sino) / np.linalg.norm(sk_sino))
             rows.append({"case": f"radon {n + 1}^2 x {angles}",
                          "path": "sparse matrix" if A._matrix(x) is not None else "interpolation",
+                         "matrix_mb": A._matrix(x).nbytes / 1e6 if A._matrix(x) is not None else 0,
                          "build_s": build, "medip_fwd_adj_s": t_ours,
                          "interpolation_fwd_adj_s": t_interp, "per_slice_of_16_s": t_stack,
                          "skimage_radon_iradon_s": t_sk + t_sk_fbp,

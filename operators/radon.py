@@ -23,26 +23,30 @@ back-projector, so ``<A x, y> = <x, A^H y>`` to rounding error.
 
 Speed and memory: on CPU, once the operator has been applied ``matrix_after`` times (default 3, so
 one-off projections skip the build), the discrete transform is stored as sparse (CSR) matrices of
-those bilinear weights, ``A`` and ``A^T``, when both fit in ``matrix_bytes`` (default 1 GiB;
-16 bytes per non-zero in float32, about ``3.7 * n_angles * n_pixels`` non-zeros: 230 MB at
-257x257 with 60 views, 710 MB with 180), so each forward and adjoint is one sparse product,
-several times faster than interpolating (``benchmarks/operators.py``). Building them takes a
-few seconds, which a fit of thousands of steps repays many times over. Otherwise (CUDA, or larger problems) no matrix is stored: the work runs over
-chunks of angles sized so that one chunk's sample grid and intermediate images stay under
-``chunk_bytes`` (default 256 MiB), and the sample grid is cached when it fits in ``cache_bytes``
-(default 128 MiB), about ``8 * n_angles * n_det * n_samples`` bytes.
+those bilinear weights, ``A`` and ``A^T``, keeping only one ray per orbit of the pixel grid's
+rotations and reflections (``radon_matrix``): about an eighth of the rows for uniform views on a
+square image, applied to the 8 turned and mirrored copies of the image in one product. They are
+used when both fit in ``matrix_bytes`` (default 1 GiB; 16 bytes per non-zero in float32, about
+``3.7 * n_angles * n_pixels / 8`` non-zeros with the full symmetry: 90 MB at 257x257 with 180
+views, 720 MB at 513x513 with 360). Each forward or adjoint is then one sparse product, 17-20x
+faster than scikit-image's radon + iradon (``benchmarks/operators.py``). Building them takes
+1-15 s, which a fit of thousands of steps repays many times over. Otherwise (CUDA, or larger
+problems) no matrix is stored: the work runs over chunks of angles sized so that one chunk's
+sample grid and intermediate images stay under ``chunk_bytes`` (default 256 MiB), and the sample
+grid is cached when it fits in ``cache_bytes`` (default 128 MiB), about
+``8 * n_angles * n_det * n_samples`` bytes.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .base import LinearOperator, real_dtype
+from .radon_matrix import RayMatrix, build_ray_matrix
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
@@ -110,7 +114,7 @@ class Radon(LinearOperator):
         self.chunk_bytes, self.cache_bytes = int(chunk_bytes), int(cache_bytes)
         self.matrix_bytes, self.matrix_after, self._applications = int(matrix_bytes), matrix_after, 0
         self._grid_cache: dict[tuple, list[torch.Tensor]] = {}
-        self._matrices: dict[torch.dtype, tuple[torch.Tensor, torch.Tensor] | None] = {}
+        self._matrices: dict[torch.dtype, RayMatrix | None] = {}
         super().__init__(self.image_shape, (len(self.angles), self.n_detectors))
 
     # -- geometry ---------------------------------------------------------------------------
@@ -148,30 +152,35 @@ class Radon(LinearOperator):
             half = source * math.tan(math.asin(r / source))
         return int(math.floor(2 * half / pitch + 1e-6)) + 1
 
-    def _ray_samples(self, angles: torch.Tensor, device: torch.device,
-                     dtype: torch.dtype) -> torch.Tensor:
-        """Sample points ``(n_angles, n_det, n_samples, 2)`` in grid_sample's [-1, 1] units."""
-        h, w = self.image_shape
-        sx, sy = 2 / (w - 1), -2 / (h - 1)  # pixels -> normalised grid units
-        t = self._detector_positions().to(device, dtype)[None, :, None]
-        s = ((torch.arange(self.n_samples, device=device, dtype=dtype) - (self.n_samples - 1) / 2)
-             * self.step)[None, None, :]
+    def _rays(self, angles: torch.Tensor, dtype: torch.dtype,
+              device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Every ray's midpoint (its closest approach to the centre) and unit direction,
+        ``(n_angles, n_det, 2)`` each, in world pixels."""
+        t = self._detector_positions().to(device, dtype)[None, :]
         angles = angles.to(device, torch.float64)
-        cos = torch.cos(angles).to(dtype)[:, None, None]
-        sin = torch.sin(angles).to(dtype)[:, None, None]
+        cos = torch.cos(angles).to(dtype)[:, None]
+        sin = torch.sin(angles).to(dtype)[:, None]
         if self.geometry == "parallel":
-            x = (t * cos * sx) - (s * sin * sx)
-            y = (t * sin * sy) + (s * cos * sy)
-            return torch.stack((x, y), dim=-1)
+            mid = torch.stack((t * cos, t * sin), -1)
+            return mid, torch.stack((-sin, cos), -1).expand_as(mid)
         source = self.source_distance / self.pixel_size
         px, py = source * sin, -source * cos  # source position
         dx, dy = t * cos - px, t * sin - py  # towards the detector point on the isocentre plane
         norm = torch.sqrt(dx * dx + dy * dy)
         dx, dy = dx / norm, dy / norm
-        start = -(px * dx + py * dy)  # the ray's closest approach to the centre
-        x = (px + start * dx) * sx + (dx * sx) * s
-        y = (py + start * dy) * sy + (dy * sy) * s
-        return torch.stack((x, y), dim=-1)
+        start = -(px * dx + py * dy)
+        return torch.stack((px + start * dx, py + start * dy), -1), torch.stack((dx, dy), -1)
+
+    def _ray_samples(self, angles: torch.Tensor, device: torch.device,
+                     dtype: torch.dtype) -> torch.Tensor:
+        """Sample points ``(n_angles, n_det, n_samples, 2)`` in grid_sample's [-1, 1] units,
+        ``step`` pixels apart and symmetric about each ray's midpoint."""
+        h, w = self.image_shape
+        to_grid = torch.tensor([2 / (w - 1), -2 / (h - 1)], device=device, dtype=dtype)
+        mid, direction = self._rays(angles, dtype, device)
+        s = ((torch.arange(self.n_samples, device=device, dtype=dtype) - (self.n_samples - 1) / 2)
+             * self.step)[:, None]
+        return (mid[:, :, None] + s * direction[:, :, None]) * to_grid
 
     # -- chunked projection -----------------------------------------------------------------
     def _chunks(self, planes: int, like: torch.Tensor) -> list[torch.Tensor]:
@@ -221,9 +230,11 @@ class Radon(LinearOperator):
 
     def _transpose(self, y: torch.Tensor) -> torch.Tensor:
         """The exact transpose of :meth:`forward` (bilinear weights scattered back)."""
-        matrix = self._matrix(y, transpose=True)
+        matrix = self._matrix(y)
         if matrix is not None:
-            return _sparse_apply(matrix, y, self.image_shape)
+            lead = tuple(y.shape[:-2])
+            return matrix.backproject(y.reshape(-1, y.shape[-2] * y.shape[-1])).reshape(
+                *lead, *self.image_shape)
         lead = tuple(y.shape[:-2])
         sino = y.reshape(-1, len(self.angles), self.n_detectors).permute(1, 0, 2)
         planes = sino.shape[1]
@@ -242,50 +253,19 @@ class Radon(LinearOperator):
         return result.reshape(*lead, h, w)
 
     # -- the sparse system matrix (CPU) ------------------------------------------------------
-    def _matrix(self, like: torch.Tensor, transpose: bool = False) -> torch.Tensor | None:
-        """The CSR matrix of the forward transform (or its transpose) for ``like``'s dtype, or
-        None (CUDA, or it would exceed ``matrix_bytes``); built on first use and kept."""
+    def _matrix(self, like: torch.Tensor) -> RayMatrix | None:
+        """The sparse system matrix for ``like``'s dtype, or None (CUDA, or it would exceed
+        ``matrix_bytes``); built on first use and kept."""
         if like.device.type != "cpu" or not like.is_floating_point():
             return None
         if like.dtype not in self._matrices:
             self._applications += 1
             if self._applications <= self.matrix_after:  # one-off uses skip the build
                 return None
-            self._matrices[like.dtype] = self._build_matrix(like.dtype)
-        pair = self._matrices[like.dtype]
-        return None if pair is None else pair[1 if transpose else 0]
-
-    def _build_matrix(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(A, A^T)`` as CSR matrices (a CSC product is about 100x slower than CSR on CPU)."""
-        h, w = self.image_shape
-        n_det, n_samples = self.n_detectors, self.n_samples
-        budget = self.matrix_bytes // (2 * (4 + torch.finfo(dtype).bits // 8))  # both, int32 index
-        rows, cols, values, nnz, first = [], [], [], 0, 0
-        for grid in self._chunks(1, torch.empty(0, dtype=torch.float64)):
-            n = grid.shape[0]
-            col = (grid[..., 0] + 1) * ((w - 1) / 2)  # grid_sample's align_corners=True units
-            row = (grid[..., 1] + 1) * ((h - 1) / 2)
-            c0, r0 = col.floor(), row.floor()
-            fc, fr = col - c0, row - r0
-            ray = ((torch.arange(n) + first)[:, None, None] * n_det
-                   + torch.arange(n_det)[None, :, None]).expand(n, n_det, n_samples)
-            corner_rows = torch.stack((r0, r0, r0 + 1, r0 + 1), -1)
-            corner_cols = torch.stack((c0, c0 + 1, c0, c0 + 1), -1)
-            weights = torch.stack(((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc), -1)
-            keep = ((corner_rows >= 0) & (corner_rows < h) & (corner_cols >= 0)
-                    & (corner_cols < w) & (weights != 0))
-            nnz += int(keep.sum())
-            if nnz * len(self.angles) > budget * (first + n):  # projected from the angles so far
-                return None
-            rows.append(ray[..., None].expand_as(keep)[keep].to(torch.int32))
-            cols.append((corner_rows[keep] * w + corner_cols[keep]).to(torch.int32))
-            values.append((weights[keep] * (self.step * self.pixel_size)).to(dtype))
-            first += n
-        row_index, col_index, value = torch.cat(rows), torch.cat(cols), torch.cat(values)
-        shape = (len(self.angles) * n_det, h * w)
-        order = torch.argsort(col_index, stable=True)
-        return (_csr(row_index, col_index, value, shape),
-                _csr(col_index[order], row_index[order], value[order], shape[::-1]))
+            per_entry = 2 * (4 + torch.finfo(like.dtype).bits // 8)  # A and A^T, int32 index
+            self._matrices[like.dtype] = build_ray_matrix(self, like.dtype,
+                                                          self.matrix_bytes // per_entry)
+        return self._matrices[like.dtype]
 
     # -- filtered back-projection ------------------------------------------------------------
     def pseudo_inverse(self, y: torch.Tensor, filter: str = "ramp") -> torch.Tensor:
@@ -413,30 +393,15 @@ class Radon(LinearOperator):
                 f"detectors={self.n_detectors} x {self.detector_spacing:g} mm)")
 
 
-def _csr(rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
-         ) -> torch.Tensor:
-    """A CSR matrix from entries sorted by row (repeated entries add up in products)."""
-    crow = torch.zeros(shape[0] + 1, dtype=torch.int32)
-    crow[1:] = torch.bincount(rows, minlength=shape[0]).cumsum(0)
-    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product is stable
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.sparse_csr_tensor(crow, cols, values, shape)
-
-
-def _sparse_apply(matrix: torch.Tensor, x: torch.Tensor, out_shape: Sequence[int]) -> torch.Tensor:
-    """``matrix`` applied to every plane of ``x`` (its last two dimensions flattened)."""
-    lead = tuple(x.shape[:-2])
-    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
-    return (matrix @ planes.T).T.reshape(*lead, *out_shape)
-
-
 class _Project(torch.autograd.Function):
     """``A x`` by the sparse matrix, with ``A^H`` as its derivative."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, op: Radon, matrix: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, op: Radon, matrix: RayMatrix) -> torch.Tensor:
         ctx.op = op
-        return _sparse_apply(matrix, x, (len(op.angles), op.n_detectors))
+        lead = tuple(x.shape[:-2])
+        return matrix.project(x.reshape(-1, x.shape[-2] * x.shape[-1])).reshape(
+            *lead, len(op.angles), op.n_detectors)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):

@@ -39,17 +39,41 @@ def test_adjoint_is_differentiable(geometry, path):
     assert torch.autograd.gradcheck(A, (x,))
 
 
+# shape, angles, and the most rows the symmetry-reduced matrix may store, as a share of all rays,
+# for parallel and fan beam (a quarter turn, mirrors and, for parallel beam, the half turn that
+# flips the detector each divide the rows; views and detectors on a mirror axis stay single)
+SYMMETRY_CASES = {
+    "square, 16 uniform views": ((20, 20), 16, {"parallel": 1 / 6, "fan": 1 / 6}),
+    "odd view count": ((21, 21), 9, {"parallel": 1 / 3, "fan": 1 / 1.9}),
+    "non-square": ((18, 22), 12, {"parallel": 1 / 3, "fan": 1 / 3}),
+    "random angles": ((20, 20), torch.rand(7, generator=torch.Generator().manual_seed(3)) * 3,
+                      {"parallel": 1 / 1.9, "fan": 1}),
+}
+
+
+@pytest.mark.parametrize("case", SYMMETRY_CASES)
 @pytest.mark.parametrize("geometry", ["parallel", "fan"])
-def test_sparse_matrix_and_interpolation_agree(geometry):
-    matrix = Radon((20, 20), 9, geometry, **PATHS["sparse matrix"])
-    interpolation = Radon((20, 20), 9, geometry, **PATHS["interpolation"])
+def test_sparse_matrix_and_interpolation_agree(geometry, case):
+    shape, angles, share = SYMMETRY_CASES[case]
+    matrix = Radon(shape, angles, geometry, **PATHS["sparse matrix"])
+    interpolation = Radon(shape, angles, geometry, **PATHS["interpolation"])
     gen = torch.Generator().manual_seed(1)
-    x, y = torch.rand(2, 1, 20, 20, generator=gen), torch.rand(2, 1, 9, matrix.n_detectors, generator=gen)
+    x, y = torch.rand(2, 1, *shape, generator=gen), torch.rand(2, 1, *matrix.out_shape, generator=gen)
     torch.testing.assert_close(matrix(x), interpolation(x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(matrix.H(y), interpolation.H(y), rtol=1e-5, atol=1e-5)
-    assert matrix._matrix(x) is not None and interpolation._matrix(x) is None
-    default = Radon((20, 20), 9, geometry)  # builds its matrix on the fourth application
+    assert interpolation._matrix(x) is None
+    stored = matrix._matrix(x).matrix.shape[0]
+    assert stored <= share[geometry] * matrix.out_shape[0] * matrix.out_shape[1]
+
+
+def test_sparse_matrix_is_built_on_the_fourth_application():
+    default, x = Radon((20, 20), 9), torch.rand(1, 1, 20, 20)
     assert [default._matrix(x) is None for _ in range(4)] == [True, True, True, False]
+
+
+def test_repeated_angles_add_up_in_the_adjoint():
+    A = Radon((16, 16), [0.3, 0.3, 1.1], matrix_after=0)
+    assert dot_test(A, torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))) < 1e-5
 
 
 def test_volume_is_projected_slice_by_slice():
