@@ -176,11 +176,12 @@ class Radon(LinearOperator):
         """Sample points ``(n_angles, n_det, n_samples, 2)`` in grid_sample's [-1, 1] units,
         ``step`` pixels apart and symmetric about each ray's midpoint."""
         h, w = self.image_shape
-        to_grid = torch.tensor([2 / (w - 1), -2 / (h - 1)], device=device, dtype=dtype)
         mid, direction = self._rays(angles, dtype, device)
         s = ((torch.arange(self.n_samples, device=device, dtype=dtype) - (self.n_samples - 1) / 2)
-             * self.step)[:, None]
-        return (mid[:, :, None] + s * direction[:, :, None]) * to_grid
+             * self.step)
+        # per coordinate, in pixels -> normalised grid units (one fused pass each)
+        return torch.stack([torch.addcmul(mid[..., i, None] * scale, direction[..., i, None] * scale, s)
+                            for i, scale in ((0, 2 / (w - 1)), (1, -2 / (h - 1)))], -1)
 
     # -- chunked projection -----------------------------------------------------------------
     def _chunks(self, planes: int, like: torch.Tensor) -> list[torch.Tensor]:
