@@ -22,6 +22,7 @@ from medip.ct import hu_to_mu
 from medip.io import Volume
 from medip.metrics import data_range_of, psnr, ssim
 from medip.noise import gaussian, poisson
+from medip.tasks import fit_defaults
 from medip.operators import (Downsample, Fourier, Identity, LinearOperator, Mask, Radon, acs_lines,
                              cartesian_mask, estimate_sensitivities, random_pixel_mask)
 
@@ -153,7 +154,7 @@ def superres(quick: bool) -> Case:
     down = Downsample(4)
     y = down(clean)
     return Case("super-resolution x4", down, y, clean, lambda: {"bicubic": down.pinv(y)},
-                fit_options={"residual": True, "lr": 0.02})
+                fit_options=fit_defaults("superres"))
 
 
 def brain_3d(quick: bool) -> Case:

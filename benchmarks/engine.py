@@ -32,6 +32,7 @@ from medip.noise import gaussian, poisson
 from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
                              estimate_sensitivities, random_pixel_mask)
 from medip.stopping import ExponentialVariance, WindowedVariance
+from medip.tasks import fit_defaults
 
 NEVER = 10 ** 9
 
@@ -97,7 +98,7 @@ def gap_cases() -> dict:
     cases["inpaint 50%"] = (Mask(known), Mask(known)(clean), clean, {},
                             psnr(Mask(known)(clean), clean))
     down = Downsample(2)
-    cases["superres x2"] = (down, down(clean), clean, {"residual": True, "lr": 0.02},
+    cases["superres x2"] = (down, down(clean), clean, fit_defaults("superres"),
                             psnr(down.pinv(down(clean)), clean))
     mu = hu_to_mu(clean).clamp(min=0)
     radon = Radon((128, 128), 60, pixel_size=1.92)  # the 0.48 mm slice at 128 px

@@ -23,7 +23,7 @@ from ._version import __version__
 from .io import Volume, atomic_write, load, save, save_preview
 from .io.api import derived_path
 from .io.preview import default_window
-from .tasks import TASKS
+from .tasks import TASKS, fit_defaults
 
 ALL_TASKS = (*TASKS, "ct", "mri")
 
@@ -67,8 +67,8 @@ class JobOptions:
         return int(self.stopper) if str(self.stopper).isdigit() else self.stopper
 
     def learning_rate(self) -> float:
-        """The per-task default: 0.02 for residual super-resolution, 0.01 otherwise."""
-        return self.lr if self.lr is not None else (0.02 if self.task == "superres" else 0.01)
+        """The given ``lr``, else the task's default (:func:`medip.tasks.fit_defaults`)."""
+        return self.lr if self.lr is not None else fit_defaults(self.task)["lr"]
 
 
 def sidecar_of(output: Path) -> Path:

@@ -28,7 +28,7 @@ from .nets import build_generator
 from .operators import LinearOperator
 from .progress import ProgressBar, progress_bar
 from .stopping import Fixed, Stopper, WindowedVariance
-from .tasks import POINTWISE, make_operator, normalise_factors, output_shape, upsampled_affine
+from .tasks import POINTWISE, fit_defaults, make_operator, normalise_factors, output_shape, upsampled_affine
 
 log = logging.getLogger("medip")
 MODES = ("slices", "3d", "patches")
@@ -54,15 +54,15 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                        kernel: str = "bicubic", axis: int = 2, generator: str = "fast",
                        stopper: str | int = "auto", max_steps: int = 2000,
                        warm_steps: int | None = None, patch: int = 64, overlap: int = 16,
-                       lr: float = 1e-2, seed: int = 0, device: str = "auto",
+                       lr: float | None = None, seed: int = 0, device: str = "auto",
                        threads: int | None = None, progress: bool | None = None,
                        check_memory: bool = True, residual: bool | None = None,
                        reference: Volume | None = None) -> VolumeResult:
     """Restore ``volume`` measured through ``task`` (a name from :data:`medip.tasks.TASKS`, or a
     3D operator for ``mode="3d"``) and return it in the input's units and geometry.
 
-    ``residual`` (default: True for super-resolution) fits the correction to the interpolated
-    scan, see :func:`medip.fit`. ``reference`` (a clean volume of the result's shape) only adds
+    ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults` (super-
+    resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`). ``reference`` (a clean volume of the result's shape) only adds
     PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
     need exceeds the memory available, naming the mode that would fit.
     """
@@ -80,8 +80,9 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     dev = pick_device(device)
     y = torch.from_numpy(volume.array)
     scale = robust_scale(y)
-    if residual is None:
-        residual = task == "superres"
+    defaults = fit_defaults(task)
+    residual = defaults["residual"] if residual is None else residual
+    lr = defaults["lr"] if lr is None else lr
     options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads,
                    scale=None if residual else scale, residual=residual)
     ref = torch.from_numpy(reference.array) if reference is not None else None

@@ -19,6 +19,17 @@ TASKS = ("denoise", "inpaint", "superres")
 POINTWISE = ("denoise", "inpaint")  # tasks whose operator acts voxel by voxel (patches work)
 
 
+_COLD_FIT = {"residual": False, "lr": 0.01}
+_TASK_FITS = {"superres": {"residual": True, "lr": 0.02}}
+
+
+def fit_defaults(task: str | LinearOperator) -> dict:
+    """The fit options a task works best with (the library and the CLI share them): super-
+    resolution fits the correction to the bicubic image at lr 0.02; everything else, operators
+    included, fits the image from scratch at lr 0.01."""
+    return dict(_TASK_FITS.get(task, _COLD_FIT) if isinstance(task, str) else _COLD_FIT)
+
+
 def check_task(task: str) -> str:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS} or pass an operator")

@@ -88,3 +88,24 @@ def test_clear_errors(brain, monkeypatch):
     with pytest.raises(MemoryError, match=r"3d mode needs about .* use mode='slices' or "
                                           r"mode='patches'"):
         reconstruct_volume(small, "denoise", "3d")
+
+
+class _FitCalled(Exception):
+    """Raised by the fit spy once it has seen the options."""
+
+
+@pytest.mark.parametrize("task, lr, residual", [("superres", 0.02, True), ("denoise", 0.01, False)])
+def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual):
+    from medip.jobs import JobOptions
+    seen = {}
+
+    def spy(*args, **options):
+        seen.update(options)
+        raise _FitCalled
+
+    monkeypatch.setattr("medip.reconstruct.fit", spy)
+    small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
+    with pytest.raises(_FitCalled):
+        reconstruct_volume(small, task, max_steps=2, progress=False)
+    assert (seen["lr"], seen["residual"]) == (lr, residual)
+    assert JobOptions(task=task).learning_rate() == lr
