@@ -41,10 +41,11 @@ def radon_rows() -> list[dict]:
             t_sk = best_time(lambda: radon(image, theta, circle=True), 1)
             sk_sino = radon(image, theta, circle=True)
             t_sk_fbp = best_time(lambda: iradon(sk_sino, theta, circle=True), 1)
+            matrix = A._matrix(x)
             rel = float(np.linalg.norm(sino[0, 0].numpy().T - sk_sino) / np.linalg.norm(sk_sino))
             rows.append({"case": f"radon {n + 1}^2 x {angles}",
-                         "path": "sparse matrix" if A._matrix(x) is not None else "interpolation",
-                         "matrix_mb": A._matrix(x).nbytes / 1e6 if A._matrix(x) is not None else 0,
+                         "path": "sparse matrix" if matrix is not None else "interpolation",
+                         "matrix_mb": matrix.nbytes / 1e6 if matrix is not None else 0,
                          "build_s": build, "medip_fwd_adj_s": t_ours,
                          "interpolation_fwd_adj_s": t_interp, "per_slice_of_16_s": t_stack,
                          "skimage_radon_iradon_s": t_sk + t_sk_fbp,

@@ -233,9 +233,7 @@ class Radon(LinearOperator):
         """The exact transpose of :meth:`forward` (bilinear weights scattered back)."""
         matrix = self._matrix(y)
         if matrix is not None:
-            lead = tuple(y.shape[:-2])
-            return matrix.backproject(y.reshape(-1, y.shape[-2] * y.shape[-1])).reshape(
-                *lead, *self.image_shape)
+            return _per_plane(matrix.backproject, y, self.image_shape)
         lead = tuple(y.shape[:-2])
         sino = y.reshape(-1, len(self.angles), self.n_detectors).permute(1, 0, 2)
         planes = sino.shape[1]
@@ -394,15 +392,20 @@ class Radon(LinearOperator):
                 f"detectors={self.n_detectors} x {self.detector_spacing:g} mm)")
 
 
+def _per_plane(apply, x: torch.Tensor, out_shape: Sequence[int]) -> torch.Tensor:
+    """``apply`` (``(P, H*W) -> (P, M)``) on every plane of ``x`` (its last two dimensions
+    flattened), reshaped to ``(..., *out_shape)``."""
+    lead = tuple(x.shape[:-2])
+    return apply(x.reshape(-1, x.shape[-2] * x.shape[-1])).reshape(*lead, *out_shape)
+
+
 class _Project(torch.autograd.Function):
     """``A x`` by the sparse matrix, with ``A^H`` as its derivative."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, op: Radon, matrix: RayMatrix) -> torch.Tensor:
         ctx.op = op
-        lead = tuple(x.shape[:-2])
-        return matrix.project(x.reshape(-1, x.shape[-2] * x.shape[-1])).reshape(
-            *lead, len(op.angles), op.n_detectors)
+        return _per_plane(matrix.project, x, (len(op.angles), op.n_detectors))
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
