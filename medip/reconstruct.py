@@ -28,7 +28,8 @@ from .nets import build_generator
 from .operators import LinearOperator
 from .progress import ProgressBar, progress_bar
 from .stopping import Fixed, Stopper, WindowedVariance
-from .tasks import POINTWISE, fit_defaults, make_operator, normalise_factors, output_shape, upsampled_affine
+from .tasks import (POINTWISE, fit_defaults, make_operator, normalise_factors, output_shape,
+                    upsampled_affine)
 
 log = logging.getLogger("medip")
 MODES = ("slices", "3d", "patches")
@@ -62,8 +63,9 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     3D operator for ``mode="3d"``) and return it in the input's units and geometry.
 
     ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults` (super-
-    resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`). ``reference`` (a clean volume of the result's shape) only adds
-    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
+    resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`).
+    ``reference`` (a clean volume of the result's shape) only adds PSNR/SSIM to each fit's
+    history. Raises ``MemoryError`` before starting when the estimated
     need exceeds the memory available, naming the mode that would fit.
     """
     if mode not in MODES:
