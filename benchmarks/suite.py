@@ -9,10 +9,12 @@ table beside it. deepinv is optional: install the ``bench`` extra in a virtual e
 own (see ``benchmarks/README.md``); without it its rows say so. Each method runs in a process of
 its own, so every peak RSS is that method's (``--quick`` runs in this process).
 
-deepinv's DIP has no stopping rule, so it runs until medip's level is reached or its time budget
-(``--deepinv-factor`` times medip's wall time, at most ``--deepinv-cap`` seconds) runs out:
-a run that never reaches medip's level within the budget shows that deepinv needs longer than the
-budget, which is all the time target needs to know.
+deepinv's DIP has no stopping rule, so it runs for a time budget: ``--deepinv-factor`` times
+medip's time to within 0.5 dB of its own peak (the issue's "time to result"), at most
+``--deepinv-cap`` seconds. A run that never reaches medip's level within the budget shows that
+deepinv needs longer than the budget, which is all the time target needs to know. The targets
+table also gives the ratio against medip's whole run (stop step plus patience), the stricter
+measure of what a user waits for.
 """
 
 from __future__ import annotations
@@ -118,19 +120,27 @@ def targets(rows: list[dict], floors: list[dict]) -> list[dict]:
     for case, methods in by_case.items():
         medip_row = next(r for m, r in methods.items() if m.startswith("medip"))
         others = [r for m, r in methods.items() if not m.startswith(("medip", "deepinv", "plain"))]
-        best = max(others, key=lambda r: r["psnr"])
+        usable = [r for r in others if "oracle" not in r["method"]]
+        best = max(usable, key=lambda r: r["psnr"])
+        oracle = max(others, key=lambda r: r["psnr"])
+        upper = ("" if oracle is best else
+                 f"; {medip_row['psnr'] - oracle['psnr']:+.2f} dB vs {oracle['method']}")
         out.append({"target": f"{case}: beats every classical baseline",
-                    "measured": f"{medip_row['psnr'] - best['psnr']:+.2f} dB vs {best['method']}",
+                    "measured": f"{medip_row['psnr'] - best['psnr']:+.2f} dB vs {best['method']}"
+                                f"{upper}",
                     "holds": medip_row["psnr"] > best["psnr"]})
         if "gap_db" in medip_row:
             gaps.append(medip_row["gap_db"])
         dinv = next((r for m, r in methods.items() if m.startswith("deepinv")), None)
         if dinv is not None:
             reached = dinv["seconds_to_medip_level"]
-            ratio = (reached if reached is not None else dinv["seconds"]) / medip_row["seconds"]
+            needed = reached if reached is not None else dinv["seconds"]
+            more = "" if reached is not None else "> "
+            ratio = needed / medip_row["seconds_to_0.5dB"]
             out.append({"target": f"{case}: deepinv needs >= 5x medip's time to medip's level",
-                        "measured": f"{'' if reached is not None else '> '}{ratio:.1f}x; "
-                                    f"medip {medip_row['psnr']:.2f} dB vs deepinv best "
+                        "measured": f"{more}{ratio:.1f}x medip's time to within 0.5 dB of its "
+                                    f"peak ({more}{needed / medip_row['seconds']:.1f}x its whole "
+                                    f"run); medip {medip_row['psnr']:.2f} dB vs deepinv best "
                                     f"{dinv['peak_psnr']:.2f} dB",
                         "holds": ratio >= 5 and medip_row["psnr"] >= dinv["peak_psnr"]})
         if case.startswith("3D"):
@@ -164,8 +174,9 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--deepinv-channels", type=int, default=256,
                         help="ConvDecoder width (deepinv's default 256; its examples use 64)")
     parser.add_argument("--deepinv-factor", type=float, default=5.5,
-                        help="deepinv's time budget as a multiple of medip's wall time")
-    parser.add_argument("--deepinv-cap", type=float, default=600, help="at most this many seconds")
+                        help="deepinv's time budget as a multiple of medip's time to within "
+                             "0.5 dB of its peak")
+    parser.add_argument("--deepinv-cap", type=float, default=1500, help="at most this many seconds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -182,7 +193,7 @@ def main(argv: list[str] | None = None) -> Path:
         if name == "ct-denoise":
             rows += in_child(name, "skip", args.quick)
         if has_deepinv and name != "brain-3d":
-            budget = min(args.deepinv_cap, args.deepinv_factor * medip_row["seconds"])
+            budget = min(args.deepinv_cap, args.deepinv_factor * medip_row["seconds_to_0.5dB"])
             rows += in_child(name, "deepinv", args.quick, level=medip_row["peak_psnr"] - 0.5,
                              budget_s=budget, channels=args.deepinv_channels)
         rows += in_child(name, "baselines", args.quick)
