@@ -173,12 +173,15 @@ class Radon(LinearOperator):
 
     def _ray_samples(self, angles: torch.Tensor, device: torch.device,
                      dtype: torch.dtype) -> torch.Tensor:
-        """Sample points ``(n_angles, n_det, n_samples, 2)`` in grid_sample's [-1, 1] units,
-        ``step`` pixels apart and symmetric about each ray's midpoint."""
+        """Sample points ``(n_angles, n_det, n_samples, 2)`` of every ray of ``angles``."""
+        return self._samples_along(*self._rays(angles, dtype, device))
+
+    def _samples_along(self, mid: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
+        """Sample points ``(..., n_samples, 2)`` in grid_sample's [-1, 1] units of the rays with
+        midpoints and directions ``(..., 2)``: ``step`` pixels apart, symmetric about the midpoint."""
         h, w = self.image_shape
-        mid, direction = self._rays(angles, dtype, device)
-        s = ((torch.arange(self.n_samples, device=device, dtype=dtype) - (self.n_samples - 1) / 2)
-             * self.step)
+        s = ((torch.arange(self.n_samples, device=mid.device, dtype=mid.dtype)
+              - (self.n_samples - 1) / 2) * self.step)
         # per coordinate, in pixels -> normalised grid units (one fused pass each)
         return torch.stack([torch.addcmul(mid[..., i, None] * scale, direction[..., i, None] * scale, s)
                             for i, scale in ((0, 2 / (w - 1)), (1, -2 / (h - 1)))], -1)

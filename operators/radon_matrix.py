@@ -142,29 +142,26 @@ def _orbit_representatives(op: Radon, symmetries: torch.Tensor
 def _weights(op: Radon, rays: torch.Tensor, dtype: torch.dtype, max_nnz: int
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Row, column and value of every bilinear ray weight of the sorted ``rays`` (row ``k`` of
-    the result is ``rays[k]``), or None past ``max_nnz``."""
+    the result is ``rays[k]``), or None past ``max_nnz``. Only the stored rays are sampled."""
     h, w = op.image_shape
-    n_det = op.n_detectors
-    row_of_ray = torch.full((len(op.angles) * n_det,), -1, dtype=torch.long)
-    row_of_ray[rays] = torch.arange(len(rays))
-    views = torch.unique(rays // n_det)
-    out, nnz, done = ([], [], []), 0, 0
-    per_view = n_det * op.n_samples * 8 * 24  # float64 grid, corners, weights and masks
-    for chunk in views.split(max(1, op.chunk_bytes // per_view)):
-        grid = op._ray_samples(op.angles[chunk], torch.device("cpu"), torch.float64)
+    mid, direction = (t.reshape(-1, 2)[rays] for t in op._rays(op.angles, torch.float64))
+    out, nnz = ([], [], []), 0
+    per_ray = op.n_samples * 8 * 24  # float64 samples, corners, weights and masks
+    size = max(1, op.chunk_bytes // per_ray)
+    for first in range(0, len(rays), size):
+        grid = op._samples_along(mid[first:first + size], direction[first:first + size])
         col = (grid[..., 0] + 1) * ((w - 1) / 2)  # grid_sample's align_corners=True units
         row = (grid[..., 1] + 1) * ((h - 1) / 2)
         c0, r0 = col.floor(), row.floor()
         fc, fr = col - c0, row - r0
-        ray_rows = row_of_ray[(chunk[:, None] * n_det + torch.arange(n_det))][..., None, None]
+        ray_rows = torch.arange(first, first + len(grid))[:, None, None]
         corner_rows = torch.stack((r0, r0, r0 + 1, r0 + 1), -1)
         corner_cols = torch.stack((c0, c0 + 1, c0, c0 + 1), -1)
         weights = torch.stack(((1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc), -1)
         keep = ((corner_rows >= 0) & (corner_rows < h) & (corner_cols >= 0)
-                & (corner_cols < w) & (weights != 0) & (ray_rows >= 0))
+                & (corner_cols < w) & (weights != 0))
         nnz += int(keep.sum())
-        done += len(chunk)
-        if nnz * len(views) > max_nnz * done:  # projected from the views so far
+        if nnz * len(rays) > max_nnz * (first + len(grid)):  # projected from the rays so far
             return None
         out[0].append(ray_rows.expand_as(keep)[keep].to(torch.int32))
         out[1].append((corner_rows[keep] * w + corner_cols[keep]).to(torch.int32))
