@@ -49,6 +49,8 @@ def _shared() -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=("slices", "3d", "patches"), help="volume strategy "
                    "(default slices)")
     g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")
+    g.add_argument("--slab", type=int, help="slices each --mode slices fit sees, odd (default 3 "
+                   "for denoise, else 1)")
     g.add_argument("--patch", type=int, help="patch edge for --mode patches (default 64)")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
     g.add_argument("--series", help="DICOM series to read (UID or SeriesNumber)")

@@ -37,6 +37,7 @@ class JobOptions:
     preset: str = "fast"
     max_steps: int = 2000
     warm_steps: int | None = None
+    slab: int | None = None
     stopper: str = "auto"
     lr: float | None = None
     seed: int = 0

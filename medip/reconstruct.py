@@ -2,7 +2,9 @@
 
 - ``slices``: 2D DIP per slice along ``axis``; the middle slice starts cold, then each next
   slice (outwards in both directions) starts from its neighbour's fitted weights with a smaller
-  step budget (``warm_steps``), which is where most of the time goes away.
+  step budget (``warm_steps``), which is where most of the time goes away. With ``slab=k`` each
+  fit sees the ``k`` slices around its own as channels (voxel-wise tasks), and every slice is
+  the mean of the estimates of all fits that saw it.
 - ``3d``: one 3D generator over the whole volume (ES-EMV stopping by default).
 - ``patches``: overlapping 3D patches blended with linear ramps, for volumes too large for one
   fit; each patch warm-starts from the previous one. Voxel-wise tasks only (denoise, inpaint).
@@ -33,6 +35,9 @@ from .tasks import (POINTWISE, fit_defaults, make_operator, normalise_factors, o
 
 log = logging.getLogger("medip")
 MODES = ("slices", "3d", "patches")
+# Slices per fit when denoising slice by slice: on 25 slices of the 2 mm T1 brain (noise 25/255 of
+# the range) 3 gave +1.2 dB over 1 in the same time, 5 gave +0.6 dB.
+DENOISE_SLAB = 3
 
 
 @dataclass
@@ -54,8 +59,9 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                        *, mask: np.ndarray | None = None, factors: int | Sequence[int] | None = None,
                        kernel: str = "bicubic", axis: int = 2, generator: str = "fast",
                        stopper: str | int = "auto", max_steps: int = 2000,
-                       warm_steps: int | None = None, patch: int = 64, overlap: int = 16,
-                       lr: float | None = None, seed: int = 0, device: str = "auto",
+                       warm_steps: int | None = None, slab: int | None = None, patch: int = 64,
+                       overlap: int = 16, lr: float | None = None, seed: int = 0,
+                       device: str = "auto",
                        threads: int | None = None, progress: bool | None = None,
                        check_memory: bool = True, residual: bool | None = None,
                        reference: Volume | None = None) -> VolumeResult:
@@ -64,8 +70,10 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
 
     ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults` (super-
     resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`).
-    ``reference`` (a clean volume of the result's shape) only adds PSNR/SSIM to each fit's
-    history. Raises ``MemoryError`` before starting when the estimated
+    ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring slices as
+    channels and each slice is the mean of the fits that saw it; default :data:`DENOISE_SLAB` for
+    denoising, 1 otherwise. ``reference`` (a clean volume of the result's shape) only adds
+    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
     need exceeds the memory available, naming the mode that would fit.
     """
     if mode not in MODES:
@@ -104,7 +112,7 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
         interrupted = False
         image, variance, stops, runs, histories, estimate = _by_slices(
-            volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
+            volume, y, task, mask, factors, kernel, axis, slab, stopper, max_steps, warm_steps,
             check_memory, progress, options, ref)
     else:
         interrupted = False
@@ -174,10 +182,18 @@ def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape:
     return result
 
 
-def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps, warm_steps,
+def _by_slices(volume, y, task, mask, factors, kernel, axis, slab, stopper, max_steps, warm_steps,
                check_memory, progress, options, ref):
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    depth = volume.shape[axis]
+    if slab is None:
+        slab = DENOISE_SLAB if task == "denoise" and depth >= DENOISE_SLAB else 1
+    if slab < 1 or slab % 2 == 0 or slab > depth:
+        raise ValueError(f"slab must be an odd number of slices between 1 and {depth}, got {slab}")
+    if slab > 1 and task not in POINTWISE:
+        raise ValueError(f"slab={slab} needs a voxel-wise task ({', '.join(POINTWISE)}), not "
+                         f"{task!r}; use slab=1")
     in_plane = [n for a, n in enumerate(volume.shape) if a != axis]
     plane_factors = None
     if task == "superres":
@@ -187,21 +203,37 @@ def _by_slices(volume, y, task, mask, factors, kernel, axis, stopper, max_steps,
             raise ValueError(f"factor {full[axis]} along the slice axis {axis} needs mode='3d' "
                              f"(through-plane super-resolution)")
         plane_factors = tuple(f for a, f in enumerate(full) if a != axis)
-    depth = volume.shape[axis]
-    operators = [make_operator(task, in_plane, None if mask is None else np.take(mask, t, axis),
-                               plane_factors, kernel) for t in range(depth)]
-    measurements = [torch.from_numpy(np.take(y.numpy(), t, axis).copy())[None, None]
-                    for t in range(depth)]
+    starts = [min(max(t - slab // 2, 0), depth - slab) for t in range(depth)]
+
+    def stack(array: np.ndarray, start: int) -> np.ndarray:
+        """The ``slab`` slices from ``start`` along ``axis``, as ``(slab, *in_plane)``."""
+        return np.moveaxis(np.take(array, range(start, start + slab), axis), axis, 0).copy()
+
+    def operator(start: int) -> LinearOperator:
+        known = None if mask is None else stack(mask, start)
+        if slab == 1:
+            return make_operator(task, in_plane, None if known is None else known[0],
+                                 plane_factors, kernel)
+        return make_operator(task, (slab, *in_plane), known)
+
+    operators = [operator(s) for s in starts]
+    measurements = [torch.from_numpy(stack(y.numpy(), s))[None] for s in starts]
     out_plane = output_shape(operators[0], in_plane)
     estimate = _check_budget(options["generator"], out_plane, options["device"], check_memory,
                              "slices")
-    references = None if ref is None else [
-        torch.from_numpy(np.take(ref.numpy(), t, axis).copy())[None, None] for t in range(depth)]
+    references = None if ref is None else [torch.from_numpy(stack(ref.numpy(), s))[None]
+                                           for s in starts]
     results = fit_slices(operators, measurements, out_plane, stopper, max_steps, warm_steps,
                          progress, options, references)
-    image = torch.stack([r.image[0, 0] for r in results], axis)
-    variance = torch.stack([variance_image(r.variance_map, out_plane) for r in results], axis)
-    return (image, variance, [r.stop_step for r in results], [r.steps_run for r in results],
+    image, variance, seen = (torch.zeros(depth, *out_plane), torch.zeros(depth, *out_plane),
+                             torch.zeros(depth, 1, 1))
+    for s, r in zip(starts, results):  # every slice: the mean over the fits that saw it
+        image[s:s + slab] += r.image[0].cpu()
+        if r.variance_map is not None:
+            variance[s:s + slab] += r.variance_map[0].cpu()
+        seen[s:s + slab] += 1
+    return ((image / seen).movedim(0, axis), (variance / seen).movedim(0, axis),
+            [r.stop_step for r in results], [r.steps_run for r in results],
             [r.history for r in results], estimate)
 
 

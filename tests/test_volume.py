@@ -80,6 +80,11 @@ def test_clear_errors(brain, monkeypatch):
         reconstruct_volume(small, "superres", "patches")
     with pytest.raises(ValueError, match="unknown mode"):
         reconstruct_volume(small, "denoise", "tiles")
+    for slab in (2, 9):
+        with pytest.raises(ValueError, match="odd number of slices between 1 and 8"):
+            reconstruct_volume(small, "denoise", slab=slab)
+    with pytest.raises(ValueError, match="slab=3 needs a voxel-wise task"):
+        reconstruct_volume(small, "superres", slab=3)
     bad = small.with_array(small.array.copy())
     bad.array[3, 4, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
@@ -109,3 +114,36 @@ def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, l
         reconstruct_volume(small, task, max_steps=2, progress=False)
     assert (seen["lr"], seen["residual"]) == (lr, residual)
     assert JobOptions(task=task).learning_rate() == lr
+
+
+def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
+    """Each fit sees 3 slices (clamped at the ends); a slice is the mean over the fits that saw
+    it. Stand-in fits return their measurement, with fit t's index as its variance."""
+    import types
+
+    seen = []
+
+    def identity_fits(operators, measurements, out_shape, *args, **kwargs):
+        seen.extend(m.shape for m in measurements)
+        return [types.SimpleNamespace(image=m, variance_map=torch.full_like(m, float(t)),
+                                      stop_step=0, steps_run=1, history={})
+                for t, m in enumerate(measurements)]
+
+    monkeypatch.setattr("medip.reconstruct.fit_slices", identity_fits)
+    small = brain.with_array(brain.array[30:46, 40:52, 40:46].copy())
+    res = reconstruct_volume(small, "denoise", progress=False)  # slab 3 by default
+    assert seen == [(1, 3, 16, 12)] * 6
+    np.testing.assert_allclose(res.volume.array, small.array, rtol=1e-6)
+    # fits start at slices 0, 0, 1, 2, 3, 3: slice 2 is seen by fits 0-3, slice 5 by fits 4-5
+    np.testing.assert_allclose(res.variance.array[0, 0], [0.5, 1, 1.5, 3.5, 4, 4.5])
+    reconstruct_volume(small, "inpaint", mask=np.ones(small.shape), progress=False)
+    assert seen[-1] == (1, 1, 16, 12)  # inpainting keeps one slice per fit unless asked
+
+
+def test_inpaint_slabs_fill_from_neighbouring_slices(brain):
+    clean = brain.with_array(brain.array[28:60, 36:68, 44:48].copy())
+    known = np.random.default_rng(0).random(clean.shape) > 0.5
+    masked = clean.with_array(np.where(known, clean.array, 0).astype(np.float32))
+    res = reconstruct_volume(masked, "inpaint", mask=known, slab=3, max_steps=150, warm_steps=60,
+                             progress=False)
+    assert gain(res.volume, clean, masked) > 8
