@@ -1,6 +1,6 @@
 """Benchmarks against the field (issue 8): every case and every method in one run, not in CI.
 
-    python benchmarks/suite.py                      # the six cases (about 75 min, 2-core CPU)
+    python benchmarks/suite.py                      # the six cases (about 80 min, 2-core CPU)
     python benchmarks/suite.py --quick              # tiny sizes, 3 steps: the CI smoke test
     python benchmarks/suite.py --cases mri inpaint --deepinv-channels 64
 
