@@ -80,12 +80,11 @@ def _best(candidates: dict[str, torch.Tensor], clean: torch.Tensor) -> tuple[str
     return name, candidates[name]
 
 
-def _self_tuned(restoration, denoise: Callable, noisy: np.ndarray, grid: dict[str, list]
-                ) -> np.ndarray:
-    """``denoise`` at the grid point with the lowest J-invariant self-supervised loss (scikit-
-    image's ``calibrate_denoiser``, noisy image only), applied as the plain denoiser."""
+def _self_tuned(restoration, denoise: Callable, noisy: np.ndarray, grid: dict[str, list]) -> dict:
+    """The grid point with the lowest J-invariant self-supervised loss (scikit-image's
+    ``calibrate_denoiser``, noisy image only)."""
     _, (tested, losses) = restoration.calibrate_denoiser(noisy, denoise, grid, extra_output=True)
-    return denoise(noisy, **tested[int(np.argmin(losses))])
+    return tested[int(np.argmin(losses))]
 
 
 def denoising_baselines(noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -103,11 +102,11 @@ def denoising_baselines(noisy: torch.Tensor, clean: torch.Tensor) -> dict[str, t
             image, h=h, sigma=sigma, patch_size=5, patch_distance=6, fast_mode=True)
         methods["NLM"] = (nlm, {"h": [k * sigma for k in NLM_STRENGTHS]})
     out = {"noisy input": noisy}
-    for name, (denoise, grid) in methods.items():
-        out[f"{name} (self-tuned)"] = to_units(_self_tuned(restoration, denoise, scaled, grid))
+    for name, (denoise, grid) in methods.items():  # each grid point denoised once, for both rows
         (key, values), = grid.items()
-        out[f"{name} (oracle {key})"] = _best(
-            {v: to_units(denoise(scaled, **{key: v})) for v in values}, clean)[1]
+        outputs = {v: to_units(denoise(scaled, **{key: v})) for v in values}
+        out[f"{name} (self-tuned)"] = outputs[_self_tuned(restoration, denoise, scaled, grid)[key]]
+        out[f"{name} (oracle {key})"] = _best(outputs, clean)[1]
     return out
 
 

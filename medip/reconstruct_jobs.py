@@ -56,9 +56,8 @@ def reconstruct(source: Path, options, reference: Volume | None = None) -> Outco
         kernel=options.kernel, axis=options.axis, generator=options.preset,
         stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, slab=options.slab, patch=options.patch,
-        lr=options.learning_rate(),
-        seed=options.seed, device=device, threads=options.threads, progress=options.progress,
-        reference=reference)
+        lr=options.learning_rate(), seed=options.seed, device=device, threads=options.threads,
+        progress=options.progress, reference=reference)
     return Outcome(measured, result.volume, result.variance, result.stop_steps, result.steps_run,
                    result.histories, device, inputs, result.interrupted)
 
