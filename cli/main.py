@@ -67,6 +67,8 @@ def _shared() -> argparse.ArgumentParser:
     t = p.add_argument_group("task options")
     t.add_argument("--mask", metavar="FILE", help="inpaint: known voxels (nonzero); mri: sampled "
                    "k-space (.npy)")
+    t.add_argument("--noise-free", action="store_true", help="inpaint: the known voxels are exact "
+                   "(no noise): fit the whole step budget without input noise and keep them")
     t.add_argument("--factor", type=_factors, help="superres: factor per axis, e.g. 2 or 1,1,2")
     t.add_argument("--kernel", help="superres: box, linear, bicubic (default), lanczos")
     t.add_argument("--acceleration", type=float, help="mri: undersample retrospectively by this")

@@ -30,6 +30,9 @@ COLD_MIN_STEPS = 128
 # A residual fit sits on the interpolated image for a few hundred steps before it learns the
 # correction (x4 CT super-resolution at 256^2: about 400), so its variance minima count from here.
 RESIDUAL_MIN_STEPS = 500
+# Input noise regularises fits to noisy data (the original DIP's 1/30); on exact data it only
+# blurs: 50 % CT inpainting reaches 35.9 dB in 3000 steps with it, 41.8 dB without.
+REG_NOISE = 1 / 30
 
 
 @dataclass
@@ -56,6 +59,7 @@ class Result:
     scale: float
     interrupted: bool = False
     generator_state: dict | None = None
+    member_stops: list[int] | None = None  # each member's stop step (ensemble fits)
 
     @property
     def seconds_per_step(self) -> float:
@@ -102,11 +106,11 @@ def _data_loss(name: str, counts: PhotonCounts | None, scale: float, device: tor
 
 def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | nn.Module = "fast",
         loss: str = "mse", tv_weight: float = 0.0, stopper: str | int | Stopper = "auto",
-        max_steps: int = 3000, lr: float = 1e-2, reg_noise: float = 1 / 30, seed: int = 0,
+        max_steps: int = 3000, lr: float = 1e-2, reg_noise: float | None = None, seed: int = 0,
         device: str | torch.device = "auto", reference: torch.Tensor | None = None,
         callbacks: Iterable[Callable[[StepInfo], None]] = (), amp: bool = False,
         threads: int | None = None, keep_generator: bool = False, scale: float | None = None,
-        residual: bool = False) -> Result:
+        residual: bool = False, noise_free: bool = False, ensemble: int = 1) -> Result:
     """Fit a Deep Image Prior to measurements ``y = A x + noise`` and return the stopped image.
 
     Args:
@@ -119,7 +123,8 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         stopper: ``"auto"`` (ES-WMV in 2D, ES-EMV in 3D), ``"wmv"``, ``"emv"``, a fixed step
             count, or a :class:`medip.stopping.Stopper`.
         max_steps: hard limit on steps.
-        lr: Adam's learning rate. reg_noise: std of the fresh noise added to the input each step.
+        lr: Adam's learning rate. reg_noise: std of the fresh noise added to the input each step
+            (default :data:`REG_NOISE`, 0 for noise-free data).
         seed: seeds the weights, the input and the per-step noise (deterministic on CPU).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``. amp: bfloat16 autocast on CUDA.
         reference: a clean image in physical units, only to log PSNR/SSIM per step (of the
@@ -135,6 +140,16 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
             image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
             Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`
             (otherwise before :data:`COLD_MIN_STEPS`), or half of ``max_steps`` if that is less.
+        noise_free: the measurements are exact (a mask of known pixels without noise): with no
+            noise to overfit, the input noise is off, named stoppers run all ``max_steps`` and
+            return the mean of the last 64 outputs (:class:`~medip.stopping.FinalMean`), and the
+            result keeps the measured values
+            (:meth:`~medip.operators.LinearOperator.project`; masking operators only).
+        ensemble: fit this many generators, seeded ``seed``, ``seed + 1``, ..., and return the
+            mean of their stopped images (and variance maps); the histories run end to end. One
+            seed's result is partly luck (2D CT denoising, seeds 0-2: 31.6-33.9 dB; their
+            pairs: 33.2-34.1 dB); an ensemble is steadier and usually better, at that many
+            times the time. Needs a preset name and a named or fixed stopper.
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; choose one of {LOSSES}")
@@ -148,24 +163,41 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
                          "allow; use loss='mse' or residual=False")
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"scale must be a positive finite number, got {scale}")
+    if noise_free and counts is not None:
+        raise ValueError("noise_free=True contradicts photon counts (Poisson noise); leave it off")
+    if reg_noise is None:
+        reg_noise = 0.0 if noise_free else REG_NOISE
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    if ensemble < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    if ensemble > 1 and (isinstance(generator, nn.Module) or isinstance(stopper, Stopper)):
+        raise ValueError("ensemble > 1 builds a fresh generator and stopper per member: pass a "
+                         "preset name and a named or fixed stopper, not instances")
     check_tensor(y, "y", f"fit({A.name})", A.out_shape)
+    if noise_free:  # fails here, before the fit, where the operator cannot enforce its data
+        A.project(A.pseudo_inverse(y), y)
     dev = pick_device(device)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
-        return _run(A, y.to(dev), counts, dev, generator, loss, tv_weight, stopper, max_steps, lr,
-                    reg_noise, seed, reference, list(callbacks), amp, keep_generator, scale,
-                    residual)
+        members: list[Result] = []
+        for member_seed in range(seed, seed + ensemble):
+            members.append(_run(A, y.to(dev), counts, dev, generator, loss, tv_weight, stopper,
+                                max_steps, lr, reg_noise, member_seed, reference, list(callbacks),
+                                amp, keep_generator, scale, residual, noise_free))
+            if members[-1].interrupted:
+                break
+        return members[0] if ensemble == 1 else _mean_of(members)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, reg_noise, seed,
-         reference, callbacks, amp, keep_generator, scale, residual) -> Result:
+         reference, callbacks, amp, keep_generator, scale, residual, noise_free) -> Result:
     start = time.perf_counter()
+    measured = y
     with torch.no_grad():
         x0 = A.pseudo_inverse(y)
         offset = None
@@ -184,11 +216,13 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
     def to_image(out: torch.Tensor) -> torch.Tensor:
         """Network output -> image in physical units."""
         image = to_channels(out) * scale
-        return image + offset if offset is not None else image
+        if offset is not None:
+            image = image + offset
+        return A.project(image, measured) if noise_free else image
 
     _check_generator(gen, x0, is_complex)
     min_steps = min(RESIDUAL_MIN_STEPS if residual else COLD_MIN_STEPS, max_steps // 2)
-    stop = make_stopper(stopper, len(spatial), min_steps)
+    stop = make_stopper(stopper, len(spatial), min_steps, max_steps if noise_free else None)
     data_loss = _data_loss(loss, counts, scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
@@ -242,6 +276,20 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
                   variance_map=variance, history=history, elapsed=time.perf_counter() - start,
                   scale=scale, interrupted=interrupted,
                   generator_state=gen.state_dict() if keep_generator else None)
+
+
+def _mean_of(members: list[Result]) -> Result:
+    """An ensemble's result: the mean image and variance map; histories and steps end to end."""
+    maps = [m.variance_map for m in members]
+    return Result(image=sum(m.image for m in members) / len(members),
+                  stop_step=members[0].stop_step, steps_run=sum(m.steps_run for m in members),
+                  variance_map=None if maps[0] is None else sum(maps) / len(maps),
+                  history={key: [v for m in members for v in m.history[key]]
+                           for key in members[0].history},
+                  elapsed=sum(m.elapsed for m in members), scale=members[0].scale,
+                  interrupted=members[-1].interrupted,
+                  generator_state=members[-1].generator_state,
+                  member_stops=[m.stop_step for m in members])
 
 
 def _check_generator(gen: Generator, x0: torch.Tensor, is_complex: bool) -> None:

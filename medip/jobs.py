@@ -48,6 +48,7 @@ class JobOptions:
     axis: int = 2
     patch: int = 64
     mask: str | None = None
+    noise_free: bool = False
     factor: list[int] | None = None
     kernel: str = "bicubic"
     acceleration: float | None = None

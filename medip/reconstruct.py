@@ -29,7 +29,7 @@ from .io.volume import Volume
 from .nets import build_generator
 from .operators import LinearOperator
 from .progress import ProgressBar, progress_bar
-from .stopping import Fixed, Stopper, WindowedVariance
+from .stopping import FinalMean, Fixed, Stopper, WindowedVariance
 from .tasks import (POINTWISE, fit_defaults, make_operator, normalise_factors, output_shape,
                     upsampled_affine)
 
@@ -64,7 +64,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                        device: str = "auto",
                        threads: int | None = None, progress: bool | None = None,
                        check_memory: bool = True, residual: bool | None = None,
-                       reference: Volume | None = None) -> VolumeResult:
+                       noise_free: bool = False, reference: Volume | None = None
+                       ) -> VolumeResult:
     """Restore ``volume`` measured through ``task`` (a name from :data:`medip.tasks.TASKS`, or a
     3D operator for ``mode="3d"``) and return it in the input's units and geometry.
 
@@ -72,7 +73,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`).
     ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring slices as
     channels and each slice is the mean of the fits that saw it; default :data:`DENOISE_SLAB` for
-    denoising, 1 otherwise. ``reference`` (a clean volume of the result's shape) only adds
+    denoising, 1 otherwise. ``noise_free`` (inpainting exact voxels) runs every fit's full
+    budget without input noise and keeps the known voxels (see :func:`medip.fit`). ``reference`` (a clean volume of the result's shape) only adds
     PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
     need exceeds the memory available, naming the mode that would fit.
     """
@@ -94,7 +96,7 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     residual = defaults["residual"] if residual is None else residual
     lr = defaults["lr"] if lr is None else lr
     options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads,
-                   scale=None if residual else scale, residual=residual)
+                   scale=None if residual else scale, residual=residual, noise_free=noise_free)
     ref = torch.from_numpy(reference.array) if reference is not None else None
     start = time.perf_counter()
     if mode == "3d":
@@ -154,10 +156,13 @@ def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: b
     return estimate
 
 
-def _warm_stopper(stopper: str | int | Stopper, warm_steps: int) -> Stopper:
-    """A started fit is near its optimum: a shorter window and patience find it sooner."""
+def _warm_stopper(stopper: str | int | Stopper, warm_steps: int, noise_free: bool) -> Stopper:
+    """A started fit is near its optimum: a shorter window and patience find it sooner (noise-
+    free data have nothing to overfit: all ``warm_steps`` run, the last 16 outputs averaged)."""
     if isinstance(stopper, int) and not isinstance(stopper, bool):
         return Fixed(warm_steps)
+    if noise_free:
+        return FinalMean(warm_steps, window=16)
     return WindowedVariance(window=16, patience=max(warm_steps // 4, 20))
 
 
@@ -175,7 +180,9 @@ def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape:
         gen = build_generator(options["generator"], out_shape, channels,
                               seed=options.get("seed", 0))
         gen.load_state_dict(state)
-        result = fit(A, y, stopper=_warm_stopper(stopper, warm_steps), max_steps=warm_steps,
+        result = fit(A, y, stopper=_warm_stopper(stopper, warm_steps,
+                                                 options.get("noise_free", False)),
+                     max_steps=warm_steps,
                      keep_generator=True, **{**options, "generator": gen})
     if result.interrupted:
         raise KeyboardInterrupt

@@ -57,7 +57,7 @@ def reconstruct(source: Path, options, reference: Volume | None = None) -> Outco
         stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, slab=options.slab, patch=options.patch,
         lr=options.learning_rate(), seed=options.seed, device=device, threads=options.threads,
-        progress=options.progress, reference=reference)
+        progress=options.progress, reference=reference, noise_free=options.noise_free)
     return Outcome(measured, result.volume, result.variance, result.stop_steps, result.steps_run,
                    result.histories, device, inputs, result.interrupted)
 

@@ -175,15 +175,35 @@ class Fixed(Stopper):
         return step + 1 >= self.steps
 
 
-def make_stopper(stopper: str | int | Stopper, spatial_dims: int, min_steps: int = 0) -> Stopper:
+class FinalMean(WindowedVariance):
+    """For noise-free data, where there is nothing to overfit: run all ``steps`` and return the
+    mean of the last ``window`` outputs (it removes the optimiser's scatter). A variance minimum
+    comes too early there: 50 % CT inpainting, 3000 steps, 40.6 dB from the calmest window
+    (step 1610), 42.8 dB from the last. Ctrl-C returns the latest window's mean."""
+
+    def __init__(self, steps: int, window: int = 64) -> None:
+        super().__init__(window=window, patience=max(steps, 1))
+        self.steps = steps
+
+    def _track(self, step: int, output: torch.Tensor, variance_map: torch.Tensor) -> bool:
+        self.history.append(float(variance_map.mean()))
+        self._keep(step, output, variance_map)
+        return step + 1 >= self.steps
+
+
+def make_stopper(stopper: str | int | Stopper, spatial_dims: int, min_steps: int = 0,
+                 noise_free_steps: int | None = None) -> Stopper:
     """``"wmv"``, ``"emv"``, ``"auto"`` (WMV in 2D, EMV in 3D), a step count, or a Stopper;
-    ``min_steps`` goes to the variance stoppers built from a name."""
+    ``min_steps`` goes to the variance stoppers built from a name. With ``noise_free_steps``
+    (exact data), a name means :class:`FinalMean` over that many steps."""
     if isinstance(stopper, Stopper):
         return stopper
     if isinstance(stopper, int) and not isinstance(stopper, bool):
         return Fixed(stopper)
     if stopper == "auto":
         stopper = "wmv" if spatial_dims == 2 else "emv"
+    if noise_free_steps and stopper in ("wmv", "emv"):
+        return FinalMean(noise_free_steps)
     if stopper == "wmv":
         return WindowedVariance(min_steps=min_steps)
     if stopper == "emv":

@@ -86,6 +86,12 @@ class LinearOperator:
         """A cheap direct reconstruction from measurements ``y`` (FBP, zero-filled, upsampling)."""
         return self.pseudo_inverse(check_tensor(y, "y", self.name, self.out_shape), **options)
 
+    def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The image nearest ``x`` that reproduces noise-free measurements ``y`` exactly
+        (``x + A^+ (y - A x)``); operators where that is cheap and exact (masking) override it."""
+        raise ValueError(f"{self.name} measurements cannot be enforced exactly (noise-free "
+                         f"fitting needs a masking operator); fit without noise_free")
+
     # -- algebra ------------------------------------------------------------------------------
     def __matmul__(self, other: LinearOperator) -> LinearOperator:
         if not isinstance(other, LinearOperator):
@@ -184,4 +190,7 @@ class Identity(LinearOperator):
         return x
 
     def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+    def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y

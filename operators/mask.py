@@ -52,3 +52,7 @@ class Mask(LinearOperator):
         return x * self._mask_like(x)
 
     adjoint = forward
+
+    def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The measured values where known, ``x`` elsewhere (bit-exact, unlike ``x + A(y - x)``)."""
+        return torch.where(self._mask_like(x) != 0, y, x)

@@ -8,7 +8,7 @@ from torch import nn
 import medip
 from medip.metrics import psnr
 from medip.nets import PRESETS, build_generator, count_parameters
-from medip.noise import gaussian
+from medip.noise import gaussian, poisson
 from medip.operators import Downsample, Identity, Mask, Radon, random_pixel_mask
 from medip.stopping import ExponentialVariance, Fixed, WindowedVariance
 
@@ -66,6 +66,39 @@ def test_inpainting_half_missing_beats_masked_and_nearest_fill(ct_crop):
     res = medip.fit(A, y, max_steps=800, seed=0)
     nearest = psnr(nearest_fill(y, known), ct_crop)
     assert psnr(res.image, ct_crop) > nearest > psnr(y, ct_crop) + 5, (res.stop_step, nearest)
+
+
+def test_noise_free_inpainting_keeps_the_known_pixels_and_fits_the_whole_budget(ct_crop):
+    known = random_pixel_mask(ct_crop.shape[2:], missing=0.5, seed=0)
+    A = Mask(known)
+    y = A(ct_crop)
+    exact = medip.fit(A, y, noise_free=True, max_steps=400, seed=0)
+    assert exact.steps_run == 400  # nothing to overfit: the variance never ends it early
+    assert torch.equal(exact.image[..., known], ct_crop[..., known])
+    plain = medip.fit(A, y, max_steps=400, seed=0)
+    assert psnr(exact.image, ct_crop) > psnr(plain.image, ct_crop) + 1
+
+
+def test_noise_free_needs_exact_data_through_a_mask(ct_crop):
+    radon = Radon((32, 32), 20)
+    with pytest.raises(ValueError, match="Radon measurements cannot be enforced exactly"):
+        medip.fit(radon, radon(ct_crop[..., :32, :32]), noise_free=True, stopper=5)
+    with pytest.raises(ValueError, match="contradicts photon counts"):
+        medip.fit(radon, poisson(radon(ct_crop[..., :32, :32]).clamp(min=0) / 1000, photons=1e4),
+                  loss="poisson", noise_free=True)
+
+
+def test_ensemble_is_the_mean_of_its_members_seeds(ct_crop):
+    y = gaussian(ct_crop[..., :48, :48], 100.0, seed=0)
+    members = [medip.fit(Identity(), y, stopper=15, seed=s) for s in (5, 6)]
+    both = medip.fit(Identity(), y, stopper=15, seed=5, ensemble=2)
+    torch.testing.assert_close(both.image, (members[0].image + members[1].image) / 2)
+    assert both.steps_run == 30 and both.member_stops == [14, 14]
+    assert len(both.history["loss"]) == 30
+    with pytest.raises(ValueError, match="preset name"):
+        medip.fit(Identity(), y, generator=build_generator("fast", (48, 48), 1), ensemble=2)
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        medip.fit(Identity(), y, ensemble=0)
 
 
 def test_x2_super_resolution_beats_bicubic(ct_crop):
