@@ -115,7 +115,8 @@ def ct_denoise(quick: bool) -> Case:
     sigma = sigma_of(clean)
     noisy = gaussian(clean, sigma, seed=0)
     return Case("CT denoise", Identity(), noisy, clean,
-                lambda: denoising_baselines(noisy, clean), deepinv_physics="denoising")
+                lambda: denoising_baselines(noisy, clean), deepinv_physics="denoising",
+                fit_options={"ensemble": 2})  # the README's advice for a single 2D image
 
 
 def sparse_ct(quick: bool) -> Case:
@@ -158,7 +159,8 @@ def inpaint(quick: bool) -> Case:
                                                 ~known.numpy())
         return {"masked input": y, "biharmonic": torch.from_numpy(filled).float()[None, None]}
 
-    return Case("inpaint 50% missing", mask, y, clean, baselines, deepinv_physics="inpainting")
+    return Case("inpaint 50% missing", mask, y, clean, baselines, deepinv_physics="inpainting",
+                fit_options={"noise_free": True})  # the known pixels are exact
 
 
 def superres(quick: bool) -> Case:

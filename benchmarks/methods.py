@@ -60,10 +60,17 @@ def run_medip(case: Case, max_steps: int | None) -> dict:
     result, seconds, stamps = _timed_fit(case, **limit, **case.fit_options)
     summary = curve_summary(result.history["psnr"], stamps)
     scores = case.score(result.image)
-    return {"method": "medip (fast, auto stop)", **scores, "seconds": seconds,
-            "steps": result.steps_run, "s_per_step": result.seconds_per_step,
-            "stop_step": result.stop_step, "gap_db": summary["peak_psnr"] - scores["psnr"],
+    return {"method": f"medip (fast, {_options_label(case.fit_options)}auto stop)", **scores,
+            "seconds": seconds, "steps": result.steps_run, "s_per_step": result.seconds_per_step,
+            "stop_step": result.member_stops or result.stop_step, "gap_db": summary["peak_psnr"] - scores["psnr"],
             **summary}
+
+
+def _options_label(options: dict) -> str:
+    """The documented options a case passes, as the row's name shows them."""
+    ensemble = options.get("ensemble", 1)
+    return (f"{ensemble}-seed ensemble, " if ensemble > 1 else "") + \
+        ("noise-free, " if options.get("noise_free") else "")
 
 
 def run_skip(case: Case, steps: int) -> dict:
