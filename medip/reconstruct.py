@@ -74,8 +74,9 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring slices as
     channels and each slice is the mean of the fits that saw it; default :data:`DENOISE_SLAB` for
     denoising, 1 otherwise. ``noise_free`` (inpainting exact voxels) runs every fit's full
-    budget without input noise and keeps the known voxels (see :func:`medip.fit`). ``reference`` (a clean volume of the result's shape) only adds
-    PSNR/SSIM to each fit's history. Raises ``MemoryError`` before starting when the estimated
+    budget without input noise and keeps the known voxels (see :func:`medip.fit`).
+    ``reference`` (a clean volume of the result's shape) only adds PSNR/SSIM to each fit's
+    history. Raises ``MemoryError`` before starting when the estimated
     need exceeds the memory available, naming the mode that would fit.
     """
     if mode not in MODES:
@@ -180,10 +181,9 @@ def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape:
         gen = build_generator(options["generator"], out_shape, channels,
                               seed=options.get("seed", 0))
         gen.load_state_dict(state)
-        result = fit(A, y, stopper=_warm_stopper(stopper, warm_steps,
-                                                 options.get("noise_free", False)),
-                     max_steps=warm_steps,
-                     keep_generator=True, **{**options, "generator": gen})
+        warm_stopper = _warm_stopper(stopper, warm_steps, options.get("noise_free", False))
+        result = fit(A, y, stopper=warm_stopper, max_steps=warm_steps, keep_generator=True,
+                     **{**options, "generator": gen})
     if result.interrupted:
         raise KeyboardInterrupt
     return result
