@@ -62,8 +62,8 @@ def run_medip(case: Case, max_steps: int | None) -> dict:
     scores = case.score(result.image)
     return {"method": f"medip (fast, {_options_label(case.fit_options)}auto stop)", **scores,
             "seconds": seconds, "steps": result.steps_run, "s_per_step": result.seconds_per_step,
-            "stop_step": result.member_stops or result.stop_step, "gap_db": summary["peak_psnr"] - scores["psnr"],
-            **summary}
+            "stop_step": result.member_stops or result.stop_step,
+            "gap_db": summary["peak_psnr"] - scores["psnr"], **summary}
 
 
 def _options_label(options: dict) -> str:

@@ -175,17 +175,16 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         raise ValueError("ensemble > 1 builds a fresh generator and stopper per member: pass a "
                          "preset name and a named or fixed stopper, not instances")
     check_tensor(y, "y", f"fit({A.name})", A.out_shape)
-    if noise_free:  # fails here, before the fit, where the operator cannot enforce its data
-        A.project(A.pseudo_inverse(y), y)
     dev = pick_device(device)
+    y, callbacks = y.to(dev), list(callbacks)  # one list for every member, even from a generator
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
     try:
         members: list[Result] = []
         for member_seed in range(seed, seed + ensemble):
-            members.append(_run(A, y.to(dev), counts, dev, generator, loss, tv_weight, stopper,
-                                max_steps, lr, reg_noise, member_seed, reference, list(callbacks),
+            members.append(_run(A, y, counts, dev, generator, loss, tv_weight, stopper,
+                                max_steps, lr, reg_noise, member_seed, reference, callbacks,
                                 amp, keep_generator, scale, residual, noise_free))
             if members[-1].interrupted:
                 break
@@ -200,6 +199,8 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
     measured = y
     with torch.no_grad():
         x0 = A.pseudo_inverse(y)
+        if noise_free:  # raises here, before any step, where A cannot enforce its data
+            A.project(x0, y)
         offset = None
         if residual:  # fit what pinv misses: y - A pinv(y), then add pinv(y) back
             offset, y = x0, y - A.forward(x0)

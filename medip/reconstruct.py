@@ -76,8 +76,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     denoising, 1 otherwise. ``noise_free`` (inpainting exact voxels) runs every fit's full
     budget without input noise and keeps the known voxels (see :func:`medip.fit`).
     ``reference`` (a clean volume of the result's shape) only adds PSNR/SSIM to each fit's
-    history. Raises ``MemoryError`` before starting when the estimated
-    need exceeds the memory available, naming the mode that would fit.
+    history. Raises ``MemoryError`` before starting when the estimated need exceeds the memory
+    available, naming the mode that would fit.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")

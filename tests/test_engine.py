@@ -91,9 +91,11 @@ def test_noise_free_needs_exact_data_through_a_mask(ct_crop):
 def test_ensemble_is_the_mean_of_its_members_seeds(ct_crop):
     y = gaussian(ct_crop[..., :48, :48], 100.0, seed=0)
     members = [medip.fit(Identity(), y, stopper=15, seed=s) for s in (5, 6)]
-    both = medip.fit(Identity(), y, stopper=15, seed=5, ensemble=2)
+    calls = []
+    both = medip.fit(Identity(), y, stopper=15, seed=5, ensemble=2,
+                     callbacks=(c for c in [calls.append]))  # a one-pass iterable reaches both
     torch.testing.assert_close(both.image, (members[0].image + members[1].image) / 2)
-    assert both.steps_run == 30 and both.member_stops == [14, 14]
+    assert both.steps_run == 30 and both.member_stops == [14, 14] and len(calls) == 30
     assert len(both.history["loss"]) == 30
     with pytest.raises(ValueError, match="preset name"):
         medip.fit(Identity(), y, generator=build_generator("fast", (48, 48), 1), ensemble=2)
