@@ -40,6 +40,9 @@ def _shared() -> argparse.ArgumentParser:
                    "on the command line override it")
     g.add_argument("--device", help="auto (default: CUDA if present), cpu, cuda, cuda:1")
     g.add_argument("--seed", type=int, help="random seed (default 0); same seed, same output on CPU")
+    g.add_argument("--ensemble", type=int, metavar="N", help="restore N times (seeds seed.."
+                   "seed+N-1) and average: N times the time, steadier and on average better "
+                   "(default 1)")
     g.add_argument("--preset", help="generator: fast (default), skip, skip-paper, decoder")
     g.add_argument("--max-steps", type=int, help="step budget per fit (default 2000)")
     g.add_argument("--warm-steps", type=int, help="budget of warm-started slices (default 1/4)")
@@ -67,8 +70,9 @@ def _shared() -> argparse.ArgumentParser:
     t = p.add_argument_group("task options")
     t.add_argument("--mask", metavar="FILE", help="inpaint: known voxels (nonzero); mri: sampled "
                    "k-space (.npy)")
-    t.add_argument("--noise-free", action="store_true", help="inpaint: the known voxels are exact "
-                   "(no noise): fit the whole step budget without input noise and keep them")
+    t.add_argument("--noise-free", action="store_true", help="inpaint, superres --kernel box: the "
+                   "measured values are exact (no noise): fit the whole step budget without "
+                   "input noise and keep them")
     t.add_argument("--factor", type=_factors, help="superres: factor per axis, e.g. 2 or 1,1,2")
     t.add_argument("--kernel", help="superres: box, linear, bicubic (default), lanczos")
     t.add_argument("--acceleration", type=float, help="mri: undersample retrospectively by this")

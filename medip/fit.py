@@ -140,11 +140,11 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
             image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
             Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`
             (otherwise before :data:`COLD_MIN_STEPS`), or half of ``max_steps`` if that is less.
-        noise_free: the measurements are exact (a mask of known pixels without noise): with no
-            noise to overfit, the input noise is off, named stoppers run all ``max_steps`` and
-            return the mean of the last 64 outputs (:class:`~medip.stopping.FinalMean`), and the
-            result keeps the measured values
-            (:meth:`~medip.operators.LinearOperator.project`; masking operators only).
+        noise_free: the measurements are exact (known pixels without noise): with no noise to
+            overfit, the input noise is off, named stoppers run all ``max_steps`` and return the
+            mean of the last 64 outputs (:class:`~medip.stopping.FinalMean`), and the result
+            reproduces ``y`` exactly (:meth:`~medip.operators.LinearOperator.project`: masks,
+            single-coil Fourier sampling, box downsampling; other operators raise).
         ensemble: fit this many generators, seeded ``seed``, ``seed + 1``, ..., and return the
             mean of their stopped images (and variance maps); the histories run end to end. One
             seed's result is partly luck (2D CT denoising, seeds 0-2: 31.6-33.9 dB; their
@@ -188,7 +188,7 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
                                 amp, keep_generator, scale, residual, noise_free))
             if members[-1].interrupted:
                 break
-        return members[0] if ensemble == 1 else _mean_of(members)
+        return members[0] if ensemble == 1 else average_results(members)
     finally:
         torch.set_num_threads(old_threads)
 
@@ -279,7 +279,7 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
                   generator_state=gen.state_dict() if keep_generator else None)
 
 
-def _mean_of(members: list[Result]) -> Result:
+def average_results(members: list[Result]) -> Result:
     """An ensemble's result: the mean image and variance map; histories and steps end to end."""
     maps = [m.variance_map for m in members]
     return Result(image=sum(m.image for m in members) / len(members),

@@ -41,6 +41,7 @@ class JobOptions:
     stopper: str = "auto"
     lr: float | None = None
     seed: int = 0
+    ensemble: int = 1
     device: str = "auto"
     threads: int | None = None
     series: str | None = None

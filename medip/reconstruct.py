@@ -64,8 +64,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                        device: str = "auto",
                        threads: int | None = None, progress: bool | None = None,
                        check_memory: bool = True, residual: bool | None = None,
-                       noise_free: bool = False, reference: Volume | None = None
-                       ) -> VolumeResult:
+                       noise_free: bool = False, ensemble: int = 1,
+                       reference: Volume | None = None) -> VolumeResult:
     """Restore ``volume`` measured through ``task`` (a name from :data:`medip.tasks.TASKS`, or a
     3D operator for ``mode="3d"``) and return it in the input's units and geometry.
 
@@ -73,8 +73,10 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     resolution fits the correction to the interpolated scan at lr 0.02, see :func:`medip.fit`).
     ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring slices as
     channels and each slice is the mean of the fits that saw it; default :data:`DENOISE_SLAB` for
-    denoising, 1 otherwise. ``noise_free`` (inpainting exact voxels) runs every fit's full
-    budget without input noise and keeps the known voxels (see :func:`medip.fit`).
+    denoising, 1 otherwise. ``noise_free`` (exact measurements: inpainting, box-kernel
+    super-resolution) runs every fit's full budget without input noise and keeps the measured
+    values (see :func:`medip.fit`). ``ensemble=N`` restores the volume N times, seeded
+    ``seed`` to ``seed + N - 1``, and returns the mean (and mean variance), at N times the time.
     ``reference`` (a clean volume of the result's shape) only adds PSNR/SSIM to each fit's
     history. Raises ``MemoryError`` before starting when the estimated need exceeds the memory
     available, naming the mode that would fit.
@@ -87,6 +89,8 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     if isinstance(task, str) and task not in POINTWISE and mode == "patches":
         raise ValueError(f"mode='patches' needs a voxel-wise task ({', '.join(POINTWISE)}); use "
                          f"mode='slices' or '3d' for {task!r}")
+    if ensemble < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
     if not bool(np.isfinite(volume.array).all()):
         raise ValueError(f"{volume.source or 'the volume'} contains NaN or infinite values; "
                          f"fix or mask them before reconstruction")
@@ -96,32 +100,29 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     defaults = fit_defaults(task)
     residual = defaults["residual"] if residual is None else residual
     lr = defaults["lr"] if lr is None else lr
-    options = dict(generator=generator, lr=lr, seed=seed, device=dev, threads=threads,
-                   scale=None if residual else scale, residual=residual, noise_free=noise_free)
+    shared = dict(generator=generator, lr=lr, device=dev, threads=threads,
+                  scale=None if residual else scale, residual=residual, noise_free=noise_free)
     ref = torch.from_numpy(reference.array) if reference is not None else None
     start = time.perf_counter()
-    if mode == "3d":
-        A = task if isinstance(task, LinearOperator) else make_operator(
-            task, volume.shape, mask, factors, kernel)
-        shape = output_shape(A, volume.shape)
-        estimate = _check_budget(generator, shape, dev, check_memory, mode)
-        bar = ProgressBar(max_steps, "3d fit", progress)
-        result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, callbacks=[bar],
-                     reference=None if ref is None else ref[None, None], **options)
-        bar.close()
-        image, variance = result.image[0, 0], variance_image(result.variance_map, image_shape=shape)
-        stops, runs, histories = [result.stop_step], [result.steps_run], [result.history]
-        interrupted = result.interrupted
-    elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
-        interrupted = False
-        image, variance, stops, runs, histories, estimate = _by_slices(
-            volume, y, task, mask, factors, kernel, axis, slab, stopper, max_steps, warm_steps,
-            check_memory, progress, options, ref)
-    else:
-        interrupted = False
-        image, variance, stops, runs, histories, estimate = _by_patches(
-            volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps, check_memory,
-            progress, options, ref)
+    members: list[_Restored] = []
+    for member_seed in range(seed, seed + ensemble):
+        options = {**shared, "seed": member_seed}
+        if mode == "3d":
+            members.append(_whole(volume, y, task, mask, factors, kernel, stopper, max_steps,
+                                  check_memory, progress, options, ref))
+        elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
+            members.append(_by_slices(volume, y, task, mask, factors, kernel, axis, slab, stopper,
+                                      max_steps, warm_steps, check_memory, progress, options, ref))
+        else:
+            members.append(_by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps,
+                                       warm_steps, check_memory, progress, options, ref))
+        if members[-1].interrupted:
+            break
+    image = sum(m.image for m in members) / len(members)
+    variance = sum(m.variance for m in members) / len(members)
+    stops, runs, histories = ([v for m in members for v in getattr(m, name)]
+                              for name in ("stops", "runs", "histories"))
+    interrupted, estimate = members[-1].interrupted, members[0].estimate
     affine = volume.affine
     if task == "superres" or (isinstance(task, LinearOperator) and image.shape != y.shape):
         affine = upsampled_affine(volume.affine, [a // b for a, b in zip(image.shape, y.shape)])
@@ -130,6 +131,35 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
                             units=f"({volume.units})^2" if volume.units else "")
     return VolumeResult(out, var, stops, runs, time.perf_counter() - start, mode, estimate,
                         histories, interrupted)
+
+
+@dataclass
+class _Restored:
+    """One restoration of a whole volume (an ensemble averages several)."""
+
+    image: torch.Tensor
+    variance: torch.Tensor
+    stops: list[int]
+    runs: list[int]
+    histories: list[dict]
+    estimate: Estimate | None
+    interrupted: bool = False
+
+
+def _whole(volume, y, task, mask, factors, kernel, stopper, max_steps, check_memory, progress,
+           options, ref) -> _Restored:
+    """``mode="3d"``: one fit over the whole volume (an interrupt keeps the best output so far)."""
+    A = task if isinstance(task, LinearOperator) else make_operator(
+        task, volume.shape, mask, factors, kernel)
+    shape = output_shape(A, volume.shape)
+    estimate = _check_budget(options["generator"], shape, options["device"], check_memory, "3d")
+    bar = ProgressBar(max_steps, "3d fit", progress)
+    result = fit(A, y[None, None], stopper=stopper, max_steps=max_steps, callbacks=[bar],
+                 reference=None if ref is None else ref[None, None], **options)
+    bar.close()
+    return _Restored(result.image[0, 0], variance_image(result.variance_map, image_shape=shape),
+                     [result.stop_step], [result.steps_run], [result.history], estimate,
+                     result.interrupted)
 
 
 def variance_image(variance_map: torch.Tensor | None, image_shape: Sequence[int]) -> torch.Tensor:
@@ -190,7 +220,7 @@ def _fit_from(A: LinearOperator, y: torch.Tensor, state: dict | None, out_shape:
 
 
 def _by_slices(volume, y, task, mask, factors, kernel, axis, slab, stopper, max_steps, warm_steps,
-               check_memory, progress, options, ref):
+               check_memory, progress, options, ref) -> _Restored:
     if axis not in (0, 1, 2):
         raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
     depth = volume.shape[axis]
@@ -239,9 +269,9 @@ def _by_slices(volume, y, task, mask, factors, kernel, axis, slab, stopper, max_
         if r.variance_map is not None:
             variance[s:s + slab] += r.variance_map[0].cpu()
         seen[s:s + slab] += 1
-    return ((image / seen).movedim(0, axis), (variance / seen).movedim(0, axis),
-            [r.stop_step for r in results], [r.steps_run for r in results],
-            [r.history for r in results], estimate)
+    return _Restored((image / seen).movedim(0, axis), (variance / seen).movedim(0, axis),
+                     [r.stop_step for r in results], [r.steps_run for r in results],
+                     [r.history for r in results], estimate)
 
 
 def fit_slices(operators: Sequence[LinearOperator], measurements: Sequence[torch.Tensor],
@@ -295,7 +325,7 @@ def _ramp(size: int, overlap: int) -> torch.Tensor:
 
 
 def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_steps,
-                check_memory, progress, options, ref):
+                check_memory, progress, options, ref) -> _Restored:
     size = [min(patch, n) for n in volume.shape]
     if overlap >= min(size):
         raise ValueError(f"overlap {overlap} must be smaller than the patch size {min(size)}")
@@ -324,4 +354,4 @@ def _by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps, warm_
         histories.append(result.history)
         bar.update()
     bar.close()
-    return total / weights, var_total / weights, stops, runs, histories, estimate
+    return _Restored(total / weights, var_total / weights, stops, runs, histories, estimate)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .ct import MU_WATER_70KEV, mu_to_hu
-from .fit import pick_device
+from .fit import Result, average_results, pick_device
 from .io import Volume, load, load_kspace, load_sinogram
 from .reconstruct import fit_slices, reconstruct_volume, variance_image
 
@@ -57,14 +57,23 @@ def reconstruct(source: Path, options, reference: Volume | None = None) -> Outco
         stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, slab=options.slab, patch=options.patch,
         lr=options.learning_rate(), seed=options.seed, device=device, threads=options.threads,
-        progress=options.progress, reference=reference, noise_free=options.noise_free)
+        progress=options.progress, reference=reference, noise_free=options.noise_free,
+        ensemble=options.ensemble)
     return Outcome(measured, result.volume, result.variance, result.stop_steps, result.steps_run,
                    result.histories, device, inputs, result.interrupted)
 
 
-def _fit_options(options, device: str) -> dict:
-    return dict(generator=options.preset, lr=options.learning_rate(), seed=options.seed,
-                device=device, threads=options.threads)
+def _fit_stack(operators: list, measurements: list[torch.Tensor], shape, options, device: str
+               ) -> list[Result]:
+    """:func:`fit_slices` once per ensemble member (seeds ``seed`` onwards), averaged per slice."""
+    if options.ensemble < 1:
+        raise ValueError(f"ensemble must be >= 1, got {options.ensemble}")
+    runs = [fit_slices(operators, measurements, shape, options.stopper_value(), options.max_steps,
+                       options.warm_steps, options.progress,
+                       dict(generator=options.preset, lr=options.learning_rate(), seed=seed,
+                            device=device, threads=options.threads))
+            for seed in range(options.seed, options.seed + options.ensemble)]
+    return runs[0] if len(runs) == 1 else [average_results(list(fits)) for fits in zip(*runs)]
 
 
 def _stack_volume(planes: list[torch.Tensor], spacing: tuple[float, float, float], like: Volume
@@ -92,9 +101,7 @@ def _ct(source: Path, options, device: str) -> Outcome:
     A = Radon.from_geometry(geometry)
     ys = [torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))[None, None]
           for s in sinograms]
-    results = fit_slices([A] * len(ys), ys, A.image_shape, options.stopper_value(),
-                         options.max_steps, options.warm_steps, options.progress,
-                         _fit_options(options, device))
+    results = _fit_stack([A] * len(ys), ys, A.image_shape, options, device)
     pixel = float(geometry.get("pixel_size", 1.0))
     spacing = (pixel, pixel, pixel)
     fbp = [mu_to_hu(A.pinv(y)[0, 0]) for y in ys]
@@ -129,8 +136,7 @@ def _mri(source: Path, options, device: str) -> Outcome:
     y = (kspace * mask)[None]
     maps = estimate_sensitivities(y[0], acs_lines(mask))
     A = Fourier(shape, mask, maps.sensitivities)
-    [result] = fit_slices([A], [y], shape, options.stopper_value(), options.max_steps,
-                          options.warm_steps, options.progress, _fit_options(options, device))
+    [result] = _fit_stack([A], [y], shape, options, device)
     image = result.image[0, 0].abs() * maps.support
     zero_filled = Fourier(shape, mask).pinv(y)[0, 0]  # root-sum-of-squares of the coil images
     spacing = (1.0, 1.0, 1.0)

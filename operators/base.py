@@ -87,10 +87,19 @@ class LinearOperator:
         return self.pseudo_inverse(check_tensor(y, "y", self.name, self.out_shape), **options)
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The image nearest ``x`` that reproduces noise-free measurements ``y`` exactly
-        (``x + A^+ (y - A x)``); operators where that is cheap and exact (masking) override it."""
-        raise ValueError(f"{self.name} measurements cannot be enforced exactly (noise-free "
-                         f"fitting needs a masking operator); fit without noise_free")
+        """The image nearest ``x`` that reproduces noise-free measurements ``y`` exactly:
+        ``x + A^+ (y - A x)``, cheap where :meth:`row_gram` is known (``A^+ = A^H / c``)."""
+        gram = self.row_gram(x)
+        if gram is None:
+            raise ValueError(f"{self.name} measurements cannot be enforced exactly (noise-free "
+                             f"fitting needs a mask, single-coil Fourier sampling or box "
+                             f"downsampling); fit without noise_free")
+        return x + self.adjoint(y - self.forward(x)) / gram
+
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        """``c`` where ``A A^H = c I`` on the range of ``A`` for images shaped like ``x``
+        (orthogonal rows of equal norm, so :meth:`project` is exact and cheap); else None."""
+        return None
 
     # -- algebra ------------------------------------------------------------------------------
     def __matmul__(self, other: LinearOperator) -> LinearOperator:
@@ -182,6 +191,10 @@ class _Scaled(LinearOperator):
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         return self.op.pseudo_inverse(y / self.scale)
 
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        gram = self.op.row_gram(x)
+        return None if gram is None else gram * abs(self.scale) ** 2
+
 
 class Identity(LinearOperator):
     """``A = I``: the measurement is the image itself (denoising)."""
@@ -194,3 +207,6 @@ class Identity(LinearOperator):
 
     def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return y
+
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        return 1.0

@@ -167,5 +167,12 @@ class Downsample(LinearOperator):
         size = [n * f for n, f in zip(y.shape[2:], self._axis_factors(y))]
         return F.interpolate(y, size=size, mode=mode, align_corners=False)
 
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        """``1 / (voxels per block)`` for the box kernel (block means of disjoint blocks); the
+        other kernels overlap neighbouring blocks, so their rows are not orthogonal."""
+        if self.kernel != "box":
+            return None
+        return 1.0 / math.prod(self._axis_factors(x))
+
     def __repr__(self) -> str:
         return f"Downsample(factors={self.factors}, kernel={self.kernel!r})"

@@ -127,6 +127,11 @@ class Fourier(LinearOperator):
             return root_sum_of_squares(centered_ifft(self._apply_mask(y), self.ndim)).to(y.real.dtype)
         return self.adjoint(y)
 
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        """1 without sensitivities (``M F F^H M = M``: the orthonormal FFT keeps the sampled
+        values apart); with them, ``S S^H`` couples the coils and there is no cheap projection."""
+        return 1.0 if self.sensitivities is None else None
+
     def pinv(self, y: torch.Tensor, **options) -> torch.Tensor:
         check_tensor(y, "y", self.name, self.out_shape)
         if not y.is_complex():

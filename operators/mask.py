@@ -53,6 +53,9 @@ class Mask(LinearOperator):
 
     adjoint = forward
 
+    def row_gram(self, x: torch.Tensor) -> float | None:
+        return 1.0
+
     def project(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The measured values where known, ``x`` elsewhere (bit-exact, unlike ``x + A(y - x)``)."""
         return torch.where(self._mask_like(x) != 0, y, x)

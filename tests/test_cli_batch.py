@@ -78,20 +78,26 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
     known = medip.load(tmp_path / "holes_mask.nii.gz").array != 0
     filled, holes = (medip.load(tmp_path / f).array for f in ("filled.nii.gz", "holes.nii.gz"))
     np.testing.assert_allclose(filled[known], holes[known], rtol=1e-6)  # exact voxels kept
-    run("simulate", "downsample", series, "-o", tmp_path / "low.nii.gz", "--factor", "2,2,1")
-    run("superres", tmp_path / "low.nii.gz", "--factor", "2,2,1", "-o", tmp_path / "high.nii.gz",
-        *FAST)
+    run("simulate", "downsample", series, "-o", tmp_path / "low.nii.gz", "--factor", "2,2,1",
+        "--kernel", "box")
+    run("superres", tmp_path / "low.nii.gz", "--factor", "2,2,1", "--kernel", "box",
+        "--noise-free", "-o", tmp_path / "high.nii.gz", *FAST)
     high, original = medip.load(tmp_path / "high.nii.gz"), medip.load(series)
     assert high.shape == original.shape
     np.testing.assert_allclose(high.affine, original.affine, atol=1e-4)
+    blocks = high.array.reshape(high.shape[0] // 2, 2, high.shape[1] // 2, 2, -1).mean((1, 3))
+    low = medip.load(tmp_path / "low.nii.gz").array
+    np.testing.assert_allclose(blocks, low, atol=1e-4 * np.ptp(low))  # the block means are kept
     run("simulate", "ct", series, "-o", tmp_path / "sino.npy", "--angles", "20")
     (tmp_path / "sino.json").rename(tmp_path / "geometry.json")  # geometry given explicitly
     run("ct", tmp_path / "sino.npy", "--geometry", tmp_path / "geometry.json", "-o",
         tmp_path / "ct", "--format", "dicom", *FAST)
     assert len(list((tmp_path / "ct").iterdir())) == 5
     run("mri", sample_dir / "mr_kspace_gre_2coil.npy", "--acceleration", "4", "-o",
-        tmp_path / "mri.nii.gz", *FAST)
+        tmp_path / "mri.nii.gz", "--ensemble", "2", *FAST)
     assert medip.load(tmp_path / "mri.nii.gz").shape == (160, 160, 1)
+    record = json.loads((tmp_path / "mri.nii.gz.medip.json").read_text())
+    assert record["options"]["ensemble"] == 2 and record["steps_run"] == [80]  # two members
 
 
 @pytest.fixture

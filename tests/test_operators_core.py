@@ -1,12 +1,13 @@
-"""The operator algebra, Identity, Mask, Downsample and the inpainting mask generators."""
+"""The operator algebra, Identity, Mask, Downsample, exact projections and the inpainting mask
+generators."""
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from medip.operators import (Downsample, Identity, KERNELS, Mask, random_pixel_mask, scribble_mask,
-                             text_mask)
+from medip.operators import (Downsample, Fourier, Identity, KERNELS, Mask, cartesian_mask,
+                             random_pixel_mask, scribble_mask, text_mask)
 
 from conftest import dot_test
 
@@ -90,6 +91,44 @@ def test_bicubic_pinv_beats_nearest_on_real_ct(ct_mu_256):
     err_pinv = (A.pinv(y) - ct_mu_256).norm()
     err_nearest = (F.interpolate(y, scale_factor=4, mode="nearest") - ct_mu_256).norm()
     assert err_pinv < 0.9 * err_nearest
+
+
+def _exact_projections():
+    mask = random_pixel_mask((12, 18), 0.5, seed=3)
+    kspace = cartesian_mask((12, 18), 3, 0.2).mask
+    return [(Mask(mask), torch.float64), (Downsample(2, "box"), torch.float64),
+            (3.0 * Downsample((1, 3), "box"), torch.float64), (Identity(), torch.float64),
+            (Fourier((12, 18), kspace), torch.complex128)]
+
+
+@pytest.mark.parametrize("A,dtype", _exact_projections(),
+                         ids=["mask", "box", "scaled-box", "identity", "fourier"])
+def test_project_is_the_nearest_image_that_reproduces_the_data(A, dtype):
+    x, other, truth = (_rand((2, 1, 12, 18), dtype, seed) for seed in (1, 2, 3))
+    y = A(truth)
+    p = A.project(x, y)
+    torch.testing.assert_close(A(p), y, rtol=0, atol=1e-12)  # the data, exactly
+    torch.testing.assert_close(A.project(p, y), p, rtol=0, atol=1e-12)  # idempotent
+    q = A.project(other, y)  # another image with the same data: x - p is orthogonal to q - p
+    assert abs(torch.vdot((x - p).flatten(), (q - p).flatten())) < 1e-10 * x.norm() * q.norm()
+
+
+def test_fourier_projection_replaces_the_sampled_kspace_as_numpy_does():
+    sampled = cartesian_mask((16, 12), 4, 0.1).mask.numpy().astype(bool)
+    x, truth = (_rand((1, 1, 16, 12), torch.complex128, seed) for seed in (1, 2))
+    A = Fourier((16, 12), torch.from_numpy(sampled))
+    fft = lambda a: np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(a), norm="ortho"))
+    ifft = lambda k: np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k), norm="ortho"))
+    expected = ifft(np.where(sampled, fft(truth[0, 0].numpy()), fft(x[0, 0].numpy())))
+    np.testing.assert_allclose(A.project(x, A(truth))[0, 0].numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("A", [Downsample(2, "bicubic"), Fourier((12, 18), sensitivities=torch.ones(
+    2, 12, 18)), Downsample(2, "box") @ Mask(torch.ones(12, 18))], ids=["bicubic", "sense", "composed"])
+def test_project_refuses_operators_without_a_cheap_exact_projection(A):
+    x = _rand((1, 1, 12, 18))
+    with pytest.raises(ValueError, match="cannot be enforced exactly.*fit without noise_free"):
+        A.project(x, A(x if not isinstance(A, Fourier) else x.to(torch.complex64)))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -56,6 +56,20 @@ def test_3d_and_patches_modes(brain):
     assert gain(patched.volume, clean, noisy) > 2
 
 
+@pytest.mark.parametrize("mode", ["slices", "3d"])
+def test_ensemble_is_the_mean_of_restorations_with_successive_seeds(brain, mode):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    run = dict(mode=mode, stopper=8, max_steps=8, warm_steps=8, progress=False)
+    singles = [reconstruct_volume(noisy, "denoise", seed=s, **run) for s in (4, 5)]
+    both = reconstruct_volume(noisy, "denoise", seed=4, ensemble=2, **run)
+    np.testing.assert_allclose(both.volume.array, (singles[0].volume.array
+                                                   + singles[1].volume.array) / 2, rtol=1e-6)
+    assert both.stop_steps == singles[0].stop_steps + singles[1].stop_steps
+    np.testing.assert_array_equal(both.volume.affine, noisy.affine)
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        reconstruct_volume(noisy, "denoise", ensemble=0, **run)
+
+
 def test_patch_grid_covers_the_volume_and_weights_never_vanish():
     assert _starts(24, 16, 4) == [0, 8] and _starts(10, 16, 4) == [0] and _starts(40, 16, 4) == [0, 12, 24]
     ramp = _ramp(16, 4)
