@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--deepinv-factor", type=float, default=5.5,
                         help="deepinv's time budget as a multiple of medip's time to within "
                              "0.5 dB of its peak")
-    parser.add_argument("--deepinv-cap", type=float, default=1500, help="at most this many seconds")
+    parser.add_argument("--deepinv-cap", type=float, default=1800, help="at most this many seconds")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
