@@ -169,8 +169,7 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         reg_noise = 0.0 if noise_free else REG_NOISE
     if max_steps < 1:
         raise ValueError(f"max_steps must be >= 1, got {max_steps}")
-    if ensemble < 1:
-        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    seeds = member_seeds(seed, ensemble)
     if ensemble > 1 and (isinstance(generator, nn.Module) or isinstance(stopper, Stopper)):
         raise ValueError("ensemble > 1 builds a fresh generator and stopper per member: pass a "
                          "preset name and a named or fixed stopper, not instances")
@@ -182,7 +181,7 @@ def fit(A: LinearOperator, y: torch.Tensor | PhotonCounts, *, generator: str | n
         torch.set_num_threads(threads)
     try:
         members: list[Result] = []
-        for member_seed in range(seed, seed + ensemble):
+        for member_seed in seeds:
             members.append(_run(A, y, counts, dev, generator, loss, tv_weight, stopper,
                                 max_steps, lr, reg_noise, member_seed, reference, callbacks,
                                 amp, keep_generator, scale, residual, noise_free))
@@ -277,6 +276,13 @@ def _run(A, y, counts, dev, generator, loss, tv_weight, stopper, max_steps, lr, 
                   variance_map=variance, history=history, elapsed=time.perf_counter() - start,
                   scale=scale, interrupted=interrupted,
                   generator_state=gen.state_dict() if keep_generator else None)
+
+
+def member_seeds(seed: int, ensemble: int) -> range:
+    """The seeds of an ensemble's members, ``seed`` to ``seed + ensemble - 1`` (at least one)."""
+    if ensemble < 1:
+        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    return range(seed, seed + ensemble)
 
 
 def average_results(members: list[Result]) -> Result:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .estimate import Estimate, estimate_fit
-from .fit import fit, pick_device, robust_scale
+from .fit import fit, member_seeds, pick_device, robust_scale
 from .io.volume import Volume
 from .nets import build_generator
 from .operators import LinearOperator
@@ -89,8 +89,7 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     if isinstance(task, str) and task not in POINTWISE and mode == "patches":
         raise ValueError(f"mode='patches' needs a voxel-wise task ({', '.join(POINTWISE)}); use "
                          f"mode='slices' or '3d' for {task!r}")
-    if ensemble < 1:
-        raise ValueError(f"ensemble must be >= 1, got {ensemble}")
+    seeds = member_seeds(seed, ensemble)
     if not bool(np.isfinite(volume.array).all()):
         raise ValueError(f"{volume.source or 'the volume'} contains NaN or infinite values; "
                          f"fix or mask them before reconstruction")
@@ -105,17 +104,18 @@ def reconstruct_volume(volume: Volume, task: str | LinearOperator = "denoise", m
     ref = torch.from_numpy(reference.array) if reference is not None else None
     start = time.perf_counter()
     members: list[_Restored] = []
-    for member_seed in range(seed, seed + ensemble):
+    for member_seed in seeds:
         options = {**shared, "seed": member_seed}
+        check = check_memory and not members  # the same need for every member: checked once
         if mode == "3d":
             members.append(_whole(volume, y, task, mask, factors, kernel, stopper, max_steps,
-                                  check_memory, progress, options, ref))
+                                  check, progress, options, ref))
         elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
             members.append(_by_slices(volume, y, task, mask, factors, kernel, axis, slab, stopper,
-                                      max_steps, warm_steps, check_memory, progress, options, ref))
+                                      max_steps, warm_steps, check, progress, options, ref))
         else:
             members.append(_by_patches(volume, y, task, mask, patch, overlap, stopper, max_steps,
-                                       warm_steps, check_memory, progress, options, ref))
+                                       warm_steps, check, progress, options, ref))
         if members[-1].interrupted:
             break
     image = sum(m.image for m in members) / len(members)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .ct import MU_WATER_70KEV, mu_to_hu
-from .fit import Result, average_results, pick_device
+from .fit import Result, average_results, member_seeds, pick_device
 from .io import Volume, load, load_kspace, load_sinogram
 from .reconstruct import fit_slices, reconstruct_volume, variance_image
 
@@ -66,13 +66,11 @@ def reconstruct(source: Path, options, reference: Volume | None = None) -> Outco
 def _fit_stack(operators: list, measurements: list[torch.Tensor], shape, options, device: str
                ) -> list[Result]:
     """:func:`fit_slices` once per ensemble member (seeds ``seed`` onwards), averaged per slice."""
-    if options.ensemble < 1:
-        raise ValueError(f"ensemble must be >= 1, got {options.ensemble}")
     runs = [fit_slices(operators, measurements, shape, options.stopper_value(), options.max_steps,
                        options.warm_steps, options.progress,
                        dict(generator=options.preset, lr=options.learning_rate(), seed=seed,
                             device=device, threads=options.threads))
-            for seed in range(options.seed, options.seed + options.ensemble)]
+            for seed in member_seeds(options.seed, options.ensemble)]
     return runs[0] if len(runs) == 1 else [average_results(list(fits)) for fits in zip(*runs)]
 
 
