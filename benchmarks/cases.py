@@ -20,11 +20,10 @@ import torch
 import torch.nn.functional as F
 
 import medip
-from medip.ct import hu_to_mu
 from medip.io import Volume
-from medip.metrics import data_range_of, psnr, ssim
-from medip.noise import gaussian, poisson
-from medip.tasks import fit_defaults
+from medip.engine.metrics import data_range_of, psnr, ssim
+from medip.operators import gaussian, poisson
+from medip.tasks import fit_defaults, hu_to_mu
 from medip.operators import (Downsample, Fourier, Identity, LinearOperator, Mask, Radon, acs_lines,
                              cartesian_mask, estimate_sensitivities, random_pixel_mask)
 

@@ -1,13 +1,14 @@
 """DIP engine benchmarks (issues 5 and 6), run on purpose, not in CI.
 
-    python benchmarks/engine.py presets   # s/step, peak RSS, PSNR curve per preset (2D 256^2, 3D 64^3)
-    python benchmarks/engine.py gap       # early-stopping gap on 6 cases: detected vs oracle PSNR
-    python benchmarks/engine.py volume    # warm vs cold slices on 16 brain slices
-    python benchmarks/engine.py full-volume [3D_STEPS]   # 91x109x91 brain: slices vs one 3D fit
+    python -m benchmarks.engine presets   # s/step, peak RSS, PSNR curve per preset (2D 256^2, 3D 64^3)
+    python -m benchmarks.engine gap       # early-stopping gap on 6 cases: detected vs oracle PSNR
+    python -m benchmarks.engine volume    # warm vs cold slices on 16 brain slices
+    python -m benchmarks.engine full-volume [3D_STEPS]   # 91x109x91 brain: slices vs one 3D fit
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
-the stopper's rule (patience after the variance minimum) on the variance history of a long run,
-so one run gives both the oracle (best PSNR anywhere) and the detected step.
+the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
+history of a long run, so one run gives both the oracle (best PSNR anywhere) and the step the
+shipped rule returns.
 """
 
 from __future__ import annotations
@@ -21,18 +22,18 @@ import time
 import numpy as np
 import torch
 
-from cases import SAMPLE, ct_slice, sigma_of
-from common import peak_rss_mb, write_results
+from .cases import SAMPLE, ct_slice, sigma_of
+from .common import peak_rss_mb, write_results
 
 import medip
-from medip.ct import hu_to_mu
-from medip.metrics import psnr
-from medip.nets import PRESETS
-from medip.noise import gaussian, poisson
+from medip.engine.fitting import minimum_stop_step
+from medip.engine.metrics import psnr
+from medip.engine.nets import PRESETS
 from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
                              estimate_sensitivities, random_pixel_mask)
-from medip.stopping import ExponentialVariance, WindowedVariance
-from medip.tasks import fit_defaults
+from medip.engine.stopping import ExponentialVariance, WindowedVariance, make_stopper
+from medip.operators import gaussian, poisson
+from medip.tasks import fit_defaults, hu_to_mu
 
 NEVER = 10 ** 9
 
@@ -42,17 +43,6 @@ def brain_crop(edge: int) -> torch.Tensor:
     c = [n // 2 for n in brain.shape]
     region = tuple(slice(m - edge // 2, m - edge // 2 + edge) for m in c)
     return torch.from_numpy(brain[region].copy())[None, None]
-
-
-def detected_step(variance: list[float], patience: int) -> int:
-    """The step a variance stopper with ``patience`` returns, replayed on a variance history."""
-    best, best_step = math.inf, 0
-    for step, v in enumerate(variance):
-        if not math.isnan(v) and v < best:
-            best, best_step = v, step
-        if step - best_step >= patience and not math.isinf(best):
-            break
-    return best_step
 
 
 def curve_summary(psnrs: list[float], seconds_per_step: float) -> dict:
@@ -81,7 +71,8 @@ def presets() -> None:
     rows = []
     for dims in (2, 3):
         for preset in PRESETS:
-            out = subprocess.run([sys.executable, __file__, "one-preset", preset, str(dims)],
+            out = subprocess.run([sys.executable, "-m", "benchmarks.engine", "one-preset", preset,
+                                  str(dims)],
                                  capture_output=True, text=True, check=True)
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(rows[-1]["preset"], rows[-1]["size"], rows[-1]["s_per_step"], flush=True)
@@ -127,7 +118,9 @@ def gap() -> None:
         steps = 600 if three_d else 1500
         res = medip.fit(A, y, stopper=stopper, max_steps=steps, reference=clean, seed=0, **options)
         curve = res.history["psnr"]
-        stop = detected_step(res.history["variance"], patience=200)
+        shipped = make_stopper("auto", clean.ndim - 2, minimum_stop_step(
+            options.get("residual", False), medip.defaults.MAX_STEPS))
+        stop = shipped.replay(res.history["variance"])  # the library's own rule
         rows.append({"case": name, "baseline_psnr": baseline, "detected_step": stop,
                      "detected_psnr": curve[stop], "oracle_step": int(np.argmax(curve)),
                      "oracle_psnr": max(curve), "gap_db": max(curve) - curve[stop],

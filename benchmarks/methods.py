@@ -14,11 +14,11 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import medip
-from medip.fit import robust_scale
+from medip.engine.fitting import robust_scale
 from medip.operators import channels_to_complex, complex_to_channels
 
-from cases import Case
-from plain_skip import PlainSkip
+from .cases import Case
+from .plain_skip import PlainSkip
 
 CURVE_POINTS = 60  # (seconds, PSNR) pairs kept per curve in the results file
 

@@ -5,7 +5,7 @@ the same centre) with 180 and 360 angles against scikit-image's radon + iradon (
 symmetry-reduced sparse-matrix path once built, its size and build time, the
 interpolating path, and per slice when 16 slices go through at once), FBP against iradon, and the
 sinogram's relative difference as the accuracy check. Fourier (issue 4): forward + adjoint for 320x320 with 16 coils and a 128^3 single-coil
-volume against numpy's FFT. Run: ``python benchmarks/operators.py``.
+volume against numpy's FFT. Run: ``python -m benchmarks.operators``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from skimage.transform import iradon, radon
 
-from common import best_time, peak_rss_mb, write_results
+from .common import best_time, peak_rss_mb, write_results
 from medip.operators import Fourier, Radon, cartesian_mask
 
 

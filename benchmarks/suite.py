@@ -1,8 +1,8 @@
 """Benchmarks against the field (issue 8): every case and every method in one run, not in CI.
 
-    python benchmarks/suite.py                      # the six cases (about 80 min, 2-core CPU)
-    python benchmarks/suite.py --quick              # tiny sizes, 3 steps: the CI smoke test
-    python benchmarks/suite.py --cases mri inpaint --deepinv-channels 64
+    python -m benchmarks.suite                      # the six cases (about 80 min, 2-core CPU)
+    python -m benchmarks.suite --quick              # tiny sizes, 3 steps: the CI smoke test
+    python -m benchmarks.suite --cases mri inpaint --deepinv-channels 64
 
 Writes ``results/<date>-<machine>.json`` (every row, the PSNR curves, the targets) and a Markdown
 table beside it. deepinv is optional: install the ``bench`` extra in a virtual environment of its
@@ -29,12 +29,13 @@ from pathlib import Path
 
 import torch
 
-from cases import CASES
-from common import RESULTS, best_time, markdown_table, peak_rss_mb, write_results
-from methods import (deepinv_network, run_baselines, run_deepinv, run_medip, run_skip, step_flops)
+from .cases import CASES
+from .common import RESULTS, best_time, markdown_table, peak_rss_mb, write_results
+from .methods import (deepinv_network, run_baselines, run_deepinv, run_medip, run_skip, step_flops)
 
-from medip.nets import build_generator
-from plain_skip import PlainSkip
+from medip.engine.nets import build_generator
+
+from .plain_skip import PlainSkip
 
 COLUMNS = ["case", "method", "psnr", "ssim", "seconds", "steps", "s_per_step", "stop_step",
            "seconds_to_0.5dB", "peak_rss_mb"]
@@ -62,7 +63,7 @@ def in_child(case_name: str, method: str, quick: bool, **options) -> list[dict]:
     if quick:
         return run_method(case_name, method, quick, **options)
     spec = json.dumps({"case_name": case_name, "method": method, "quick": quick, **options})
-    out = subprocess.run([sys.executable, __file__, "--child", spec], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "benchmarks.suite", "--child", spec], capture_output=True,
                          text=True)
     if out.returncode:
         raise SystemExit(f"{method} on {case_name} failed:\n{out.stderr[-3000:]}")

@@ -1,7 +1,9 @@
-"""The ``medip`` command: argument parsing over the library; no reconstruction logic of its own.
+"""The ``medip`` command: argument parsing and printing over the library, nothing else.
 
-Options resolve in this order: the defaults of :class:`medip.jobs.JobOptions`, then a
+Each reconstruction command offers the shared options and only its own task's (from the task's
+spec). Options resolve in this order (:mod:`medip.app.options`): the defaults, then a
 ``--config FILE.toml`` (keys are the long option names), then the flags given on the line.
+Only light modules are imported before parsing, so ``medip --help`` answers at once.
 """
 
 from __future__ import annotations
@@ -10,19 +12,19 @@ import argparse
 import logging
 import os
 import sys
-from dataclasses import fields
 from pathlib import Path
 from typing import Sequence
 
-from medip import __version__
+from medip import __version__, defaults
+from medip.errors import MedipError
+from medip.io.registry import WRITABLE
+from medip.tasks.specs import SPECS, TASKS, TaskSpec
 
-RESTORE = {"denoise": "remove noise from a scan",
-           "inpaint": "fill unknown voxels (--mask FILE: nonzero = known)",
-           "superres": "super-resolve by integer factors (--factor 2 or 2,2,1 per axis)",
-           "ct": "reconstruct CT from a sinogram (+ JSON geometry) or --simulate-from a CT scan",
-           "mri": "reconstruct MRI from multi-coil k-space (.npy/.npz/.h5)"}
-SIMULATE = ("noise", "mask", "downsample", "ct", "mri")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# What the command line reports as one line (``--verbose`` shows the traceback instead).
+FAILURES = (MedipError, OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError,
+            FloatingPointError)
+SCAN_TASKS = tuple(name for name in TASKS if not SPECS[name].fixed_axis)
 
 
 def _factors(text: str) -> list[int]:
@@ -32,56 +34,86 @@ def _factors(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"factors are integers like 2 or 2,2,1, got {text!r}")
 
 
-def _shared() -> argparse.ArgumentParser:
-    """Options every reconstruction command takes; absent flags stay absent (config may set)."""
+# The flags of the tasks' own options (TaskSpec.options), each shown only where its task is.
+TASK_FLAGS = {
+    "mask": dict(metavar="FILE", help="inpaint: known voxels (nonzero); mri: sampled k-space "
+                 "(.npy)"),
+    "factor": dict(type=_factors, help=f"factor per axis, e.g. 2 or 1,1,2 (default "
+                   f"{defaults.FACTOR} in-plane)"),
+    "kernel": dict(help=f"anti-alias kernel: box, linear, bicubic, lanczos (default "
+                   f"{defaults.KERNEL})"),
+    "acceleration": dict(type=float, help="undersample retrospectively by this"),
+    "center_fraction": dict(type=float, help=f"fully sampled centre fraction (default "
+                            f"{defaults.CENTER_FRACTION})"),
+    "angles": dict(type=int, help=f"--simulate-from: number of views (default "
+                   f"{defaults.SIM_ANGLES})"),
+    "photons": dict(type=float, help="--simulate-from: incident photons (Poisson noise; "
+                    "default none)"),
+    "simulate_from": dict(metavar="IMAGE", help="make the sinograms from this CT scan"),
+    "geometry": dict(metavar="FILE.json", help="acquisition geometry (angles, detectors, "
+                     "distances, pixel size; default: the sinogram's sidecar)"),
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
+    """The options of commands running ``specs``; absent flags stay absent (config may set)."""
     p = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
+    modes = tuple(m for m in defaults.MODES if any(m in s.modes for s in specs))
     g = p.add_argument_group("shared options")
     g.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; flags "
                    "on the command line override it")
-    g.add_argument("--device", help="auto (default: CUDA if present), cpu, cuda, cuda:1")
-    g.add_argument("--seed", type=int, help="random seed (default 0); same seed, same output on CPU")
-    g.add_argument("--ensemble", type=int, metavar="N", help="restore N times (seeds seed.."
-                   "seed+N-1) and average: N times the time, steadier and on average better "
-                   "(default 1)")
-    g.add_argument("--preset", help="generator: fast (default), skip, skip-paper, decoder")
-    g.add_argument("--max-steps", type=int, help="step budget per fit (default 2000)")
-    g.add_argument("--warm-steps", type=int, help="budget of warm-started slices (default 1/4)")
+    g.add_argument("--device", help=f"auto (default: CUDA if present), cpu, cuda, cuda:1")
+    g.add_argument("--seed", type=int, help=f"random seed (default {defaults.SEED}); same seed, "
+                   f"same output on CPU")
+    g.add_argument("--ensemble", type=int, metavar="N", help=f"reconstruct N times (seeds seed.."
+                   f"seed+N-1) and average: N times the time, steadier and on average better "
+                   f"(default {defaults.ENSEMBLE})")
+    g.add_argument("--preset", help=f"generator: {', '.join(defaults.PRESET_NAMES)} (default "
+                   f"{defaults.PRESET})")
+    g.add_argument("--max-steps", type=int, help=f"step budget per cold fit (default "
+                   f"{defaults.MAX_STEPS})")
+    g.add_argument("--warm-steps", type=int, help=f"budget of warm-started slices and patches "
+                   f"(default {defaults.WARM_STEPS})")
     g.add_argument("--stopper", help="wmv, emv, auto (default: WMV in 2D, EMV in 3D) or a fixed "
                    "step count N")
-    g.add_argument("--lr", type=float, help="Adam learning rate (default 0.01; 0.02 superres)")
-    g.add_argument("--mode", choices=("slices", "3d", "patches"), help="volume strategy "
-                   "(default slices)")
-    g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")
-    g.add_argument("--slab", type=int, help="slices each --mode slices fit sees, odd (default 3 "
-                   "for denoise, else 1)")
-    g.add_argument("--patch", type=int, help="patch edge for --mode patches (default 64)")
+    g.add_argument("--lr", type=float, help="Adam learning rate (default: the task's, " + ", ".join(
+        f"{s.name} {s.lr:g}" for s in specs) + ")")
+    g.add_argument("--mode", choices=modes, help=f"volume strategy (default {defaults.MODE})")
+    if any(not s.fixed_axis for s in specs):
+        g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")
+        g.add_argument("--series", help="DICOM series to read (UID or SeriesNumber)")
+        g.add_argument("--frame", type=int, help="volume of a 4D NIfTI to read")
+    if any(s.voxelwise for s in specs):
+        g.add_argument("--slab", type=int, help="slices each --mode slices fit sees, odd "
+                       "(default " + ", ".join(f"{s.slab} for {s.name}" for s in specs
+                                               if s.voxelwise) + ")")
+    if "patches" in modes:
+        g.add_argument("--patch", type=int, help=f"patch edge for --mode patches (default "
+                       f"{defaults.PATCH})")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
-    g.add_argument("--series", help="DICOM series to read (UID or SeriesNumber)")
-    g.add_argument("--frame", type=int, help="volume of a 4D NIfTI to read")
-    g.add_argument("--format", choices=("nifti", "dicom", "nrrd", "npy"),
-                   help="output format (default: from the extension)")
-    g.add_argument("--reference", metavar="FILE", help="clean scan: adds PSNR/SSIM to the sidecar")
+    g.add_argument("--format", choices=WRITABLE, help="output format (default: from the "
+                   "extension)")
+    g.add_argument("--reference", metavar="FILE", help="clean scan: adds PSNR/SSIM to the "
+                   "sidecar")
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     g.add_argument("--preview", action="store_true", help="write a PNG preview (input | result)")
     g.add_argument("--report", action="store_true", help="write loss/variance curves and a "
-                   "before/after figure (PNG, needs matplotlib)")
+                   "before/after figure (PNG)")
     g.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
     g.add_argument("--verbose", action="store_true", help="debug log lines and full tracebacks")
-    t = p.add_argument_group("task options")
-    t.add_argument("--mask", metavar="FILE", help="inpaint: known voxels (nonzero); mri: sampled "
-                   "k-space (.npy)")
-    t.add_argument("--noise-free", action="store_true", help="inpaint, superres --kernel box: the "
-                   "measured values are exact (no noise): fit the whole step budget without "
-                   "input noise and keep them")
-    t.add_argument("--factor", type=_factors, help="superres: factor per axis, e.g. 2 or 1,1,2")
-    t.add_argument("--kernel", help="superres: box, linear, bicubic (default), lanczos")
-    t.add_argument("--acceleration", type=float, help="mri: undersample retrospectively by this")
-    t.add_argument("--center-fraction", type=float, help="mri: fully sampled centre (default 0.08)")
-    t.add_argument("--angles", type=int, help="ct --simulate-from: number of views (default 60)")
-    t.add_argument("--photons", type=float, help="ct --simulate-from: incident photons (Poisson)")
-    t.add_argument("--simulate-from", metavar="IMAGE", help="ct: make the sinogram from this scan")
-    t.add_argument("--geometry", metavar="FILE.json", help="ct: acquisition geometry (angles, "
-                   "detectors, distances, pixel size; default: the sinogram's sidecar)")
+    own = [o for o in TASK_FLAGS if any(o in s.options for s in specs)]
+    if own or any(s.noise_free for s in specs):
+        t = p.add_argument_group("task options")
+        if any(s.noise_free for s in specs):
+            t.add_argument("--noise-free", action="store_true", help="the measured values are "
+                           "exact (no noise): fit the whole step budget without input noise and "
+                           "keep them")
+        for name in own:
+            t.add_argument(_flag(name), **TASK_FLAGS[name])
     return p
 
 
@@ -91,18 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medip {__version__}")
     parser.add_argument("--verbose", action="store_true", help="show full tracebacks on errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    shared = _shared()
-    for task, text in RESTORE.items():
-        sub = commands.add_parser(task, help=text, description=text, parents=[shared])
-        sub.add_argument("input", help="scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
-                         if task not in ("ct", "mri") else "sinogram (.npy/.tif) or k-space file")
+    for task in TASKS:
+        spec = SPECS[task]
+        sub = commands.add_parser(task, help=spec.summary, description=spec.summary,
+                                  parents=[_options([spec])])
+        sub.add_argument("input", help=spec.input_help)
         sub.add_argument("-o", "--output", required=True, help="output file, or folder for DICOM")
-        sub.set_defaults(run=_run_restore, task=task)
-    batch = commands.add_parser("batch", parents=[shared], help="run a task on every series "
-                                "under a folder", description="Run a task on every image series "
-                                "under ROOT; resumable through OUT/manifest.jsonl.")
-    batch.add_argument("root", help="folder searched recursively for DICOM series and NIfTI")
-    batch.add_argument("--task", required=True, choices=("denoise", "inpaint", "superres"))
+        sub.set_defaults(run=_run_task, task=task)
+    batch = commands.add_parser("batch", parents=[_options([SPECS[t] for t in SCAN_TASKS])],
+                                help="run a task on every series under a folder",
+                                description="Run a task on every image series under ROOT; "
+                                "resumable through OUT/manifest.jsonl.")
+    batch.add_argument("root", help="folder searched recursively for DICOM series, NIfTI, NRRD")
+    batch.add_argument("--task", required=True, choices=SCAN_TASKS)
     batch.add_argument("-o", "--output", required=True, help="output folder (mirrors ROOT)")
     batch.add_argument("--workers", type=int, default=1, help="local worker processes (each gets "
                        "cores/N threads)")
@@ -113,29 +146,40 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = commands.add_parser("simulate", help="make degraded data from a clean scan",
                                    description="Degrade a clean scan; writes the measurement "
                                    "and OUTPUT.medip.json describing exactly how.")
-    simulate.add_argument("kind", choices=SIMULATE)
+    simulate.add_argument("kind", choices=defaults.SIMULATIONS)
     simulate.add_argument("input", help="clean scan (or fully sampled k-space for mri)")
     simulate.add_argument("-o", "--output", required=True)
-    simulate.add_argument("--seed", type=int, default=0)
-    simulate.add_argument("--sigma", type=float, default=25 / 255,
+    simulate.add_argument("--seed", type=int, default=defaults.SEED)
+    simulate.add_argument("--sigma", type=float, default=defaults.SIM_SIGMA,
                           help="noise: std as a fraction of the value range (default 25/255)")
-    simulate.add_argument("--missing", type=float, default=0.5, help="mask: fraction removed")
-    simulate.add_argument("--factor", type=_factors, default=[2], help="downsample: per axis")
-    simulate.add_argument("--kernel", default="bicubic", help="downsample: anti-alias kernel")
-    simulate.add_argument("--angles", type=int, default=60, help="ct: number of views")
-    simulate.add_argument("--photons", type=float, default=1e4, help="ct: photons (0 = none)")
-    simulate.add_argument("--acceleration", type=float, default=4.0, help="mri: acceleration")
-    simulate.add_argument("--center-fraction", type=float, default=0.08)
+    simulate.add_argument("--missing", type=float, default=defaults.SIM_MISSING,
+                          help="mask: fraction removed (default %(default)s)")
+    simulate.add_argument("--factor", type=_factors, default=[defaults.FACTOR],
+                          help="downsample: per axis (default 2)")
+    simulate.add_argument("--kernel", default=defaults.KERNEL,
+                          help="downsample: anti-alias kernel (default %(default)s)")
+    simulate.add_argument("--angles", type=int, default=defaults.SIM_ANGLES,
+                          help="ct: number of views (default %(default)s)")
+    simulate.add_argument("--photons", type=float, default=defaults.SIM_PHOTONS,
+                          help="ct: photons (0 = none; default %(default)g)")
+    simulate.add_argument("--acceleration", type=float, default=defaults.SIM_ACCELERATION,
+                          help="mri: acceleration (default %(default)s)")
+    simulate.add_argument("--center-fraction", type=float, default=defaults.CENTER_FRACTION,
+                          help="mri: fully sampled centre fraction (default %(default)s)")
     simulate.add_argument("--overwrite", action="store_true")
     simulate.set_defaults(run=_run_simulate)
     info = commands.add_parser("info", help="describe what a path holds (series, shapes, spacing)")
-    info.add_argument("path", help="a DICOM file or folder, a NIfTI file, or a .npy/.npz array")
+    info.add_argument("path", help="a DICOM file or folder, NIfTI, NRRD, or a .npy/.npz array")
     info.set_defaults(run=_run_info)
-    demo = commands.add_parser("demo", help="denoise the bundled CT slice; write previews and a report")
-    demo.add_argument("-o", "--output", default="medip-demo", help="output folder (default: %(default)s)")
+    demo = commands.add_parser("demo", help="denoise the bundled CT slice; write previews and a "
+                               "report")
+    demo.add_argument("-o", "--output", default="medip-demo", help="output folder (default: "
+                      "%(default)s)")
     demo.add_argument("--data", help="folder holding ct_head_slice.dcm (default: ./sample_data)")
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
-    demo.add_argument("--max-steps", type=int, default=1500, help="step budget (default: %(default)s)")
+    demo.add_argument("--seed", type=int, default=defaults.SEED, help="random seed (default: "
+                      "%(default)s)")
+    demo.add_argument("--max-steps", type=int, default=1500, help="step budget (default: "
+                      "%(default)s)")
     demo.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=_run_demo)
@@ -144,36 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_options(args: argparse.Namespace, task: str):
     """JobOptions from defaults, then ``--config``, then the flags given."""
-    from medip.jobs import JobOptions
+    from medip.app.options import resolve
 
-    names = {f.name for f in fields(JobOptions)}
-    values: dict = {}
-    if getattr(args, "config", None):
-        values.update(_read_config(Path(args.config), names))
-    values.update({k: v for k, v in vars(args).items() if k in names})
-    values["task"] = task
+    flags = vars(args)
     if getattr(args, "quiet", False):
-        values["progress"] = False
-    return JobOptions(**values)
-
-
-def _read_config(path: Path, names: set[str]) -> dict:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"{path}: not valid TOML ({err})") from None
-    config = {k.replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(config) - names)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {', '.join(unknown)}; use the long option "
-                         f"names, e.g. max-steps = 500")
-    return config
+        flags = {**flags, "progress": False}
+    config = Path(args.config) if getattr(args, "config", None) else None
+    return resolve(task, config, flags)
 
 
 def _setup_logging(args: argparse.Namespace) -> None:
@@ -182,8 +203,9 @@ def _setup_logging(args: argparse.Namespace) -> None:
     logging.basicConfig(level=level, format="medip: %(message)s", stream=sys.stderr)
 
 
-def _run_restore(args: argparse.Namespace) -> int:
-    from medip.jobs import run_job, sidecar_of
+def _run_task(args: argparse.Namespace) -> int:
+    from medip.app.job import run_job
+    from medip.app.provenance import sidecar_of
 
     options = resolve_options(args, args.task)
     record = run_job(args.input, args.output, options, command_line=["medip", *sys.argv[1:]])
@@ -191,7 +213,8 @@ def _run_restore(args: argparse.Namespace) -> int:
         metrics = record["metrics"]
         quality = f", PSNR {metrics['psnr_db']:.2f} dB" if metrics else ""
         print(f"{args.task}: wrote {record['output']} in {record['seconds']:.1f} s (stop steps "
-              f"{_steps(record['stop_steps'])}{quality}); sidecar {sidecar_of(Path(record['output']))}")
+              f"{_steps(record['stop_steps'])}{quality}); sidecar "
+              f"{sidecar_of(Path(record['output']))}")
     return EXIT_OK
 
 
@@ -200,7 +223,7 @@ def _steps(steps: list[int]) -> str:
 
 
 def _run_batch(args: argparse.Namespace) -> int:
-    from medip.batch import run_batch, summary
+    from medip.app.batch import run_batch, summary
 
     options = resolve_options(args, args.task)
     quiet = getattr(args, "quiet", False)
@@ -213,16 +236,21 @@ def _run_batch(args: argparse.Namespace) -> int:
     counts = run_batch(args.root, args.output, options, workers=args.workers,
                        scheduler=args.scheduler, shard_spec=args.shard,
                        retry_failed=args.retry_failed, on_row=show)
-    print(f"batch: {summary(counts) or 'nothing to do'}; manifest {Path(args.output) / 'manifest.jsonl'}")
+    print(f"batch: {summary(counts) or 'nothing to do'}; manifest "
+          f"{Path(args.output) / 'manifest.jsonl'}")
     if counts.get("interrupted"):
         print("batch: interrupted; rerun the same command to resume", file=sys.stderr)
     return EXIT_FAILED if counts["failed"] or counts.get("interrupted") else EXIT_OK
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
-    from medip.simulate_cli import simulate_to_files
+    from medip.app.simulate_files import SimulateOptions, simulate_to_files
 
-    written = simulate_to_files(args.kind, Path(args.input), Path(args.output), vars(args),
+    options = SimulateOptions(seed=args.seed, sigma=args.sigma, missing=args.missing,
+                              factor=args.factor, kernel=args.kernel, angles=args.angles,
+                              photons=args.photons, acceleration=args.acceleration,
+                              center_fraction=args.center_fraction, overwrite=args.overwrite)
+    written = simulate_to_files(args.kind, Path(args.input), Path(args.output), options,
                                 command_line=["medip", *sys.argv[1:]])
     print(f"simulate {args.kind}: wrote {', '.join(map(str, written))}")
     return EXIT_OK
@@ -237,7 +265,7 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from medip.demo import run_demo
+    from medip.app.demo import run_demo
 
     report = run_demo(args.output, args.data, seed=args.seed, max_steps=args.max_steps,
                       overwrite=args.overwrite, progress=False if args.quiet else None)
@@ -285,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args)
     try:
         return args.run(args)
-    except (OSError, ValueError, TypeError, ImportError, MemoryError, RuntimeError) as err:
+    except FAILURES as err:
         if getattr(args, "verbose", False):
             raise
         print(f"medip: error: {err}", file=sys.stderr)

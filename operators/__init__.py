@@ -11,7 +11,8 @@ from .downsample import KERNELS, Downsample
 from .fourier import (Fourier, centered_fft, centered_ifft, channels_to_complex,
                       complex_to_channels, root_sum_of_squares)
 from .mask import Mask
-from .masks import (SamplingMask, cartesian_mask, radial_mask, random_pixel_mask, scribble_mask,
+from .noise import PhotonCounts, gaussian, poisson
+from .sampling import (SamplingMask, cartesian_mask, radial_mask, random_pixel_mask, scribble_mask,
                     text_mask, variable_density_mask)
 from .radon import FILTERS, Radon
 
@@ -20,5 +21,5 @@ __all__ = [
     "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",
-    "scribble_mask", "text_mask",
+    "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson",
 ]

@@ -28,7 +28,7 @@ def ct_hu() -> np.ndarray:
 @pytest.fixture(scope="session")
 def ct_mu_256(ct_hu) -> torch.Tensor:
     """The CT slice as attenuation (1/mm), resampled to 256x256 and zero outside the FOV circle."""
-    from medip.ct import hu_to_mu
+    from medip.tasks import hu_to_mu
 
     mu = hu_to_mu(torch.tensor(ct_hu, dtype=torch.float32))[None, None]
     mu = F.interpolate(mu, size=(256, 256), mode="area")
@@ -45,16 +45,6 @@ def fov_circle(n: int, radius: float | None = None) -> torch.Tensor:
 @pytest.fixture(scope="session")
 def kspace_2coil() -> torch.Tensor:
     return torch.from_numpy(np.load(SAMPLE / "mr_kspace_gre_2coil.npy"))
-
-
-def dot_test(A, x: torch.Tensor) -> float:
-    """Relative dot-product test error |<Ax, y> - <x, A^H y>| / (|Ax| |y|) on a random y."""
-    Ax = A(x)
-    gen = torch.Generator().manual_seed(1)
-    y = torch.randn(Ax.shape, dtype=Ax.dtype, generator=gen)
-    lhs = torch.vdot(Ax.flatten(), y.flatten())
-    rhs = torch.vdot(x.flatten(), A.H(y).flatten())
-    return float(abs(lhs - rhs) / (Ax.norm() * y.norm()))
 
 
 def psnr_np(x: np.ndarray, ref: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -1,12 +1,17 @@
-"""Reading and writing scans, sinograms and k-space; every write is atomic and never overwrites."""
+"""Reading and writing scans, sinograms and k-space; every write is atomic and never overwrites.
 
-from .api import load, save
-from .atomic import atomic_write
-from .dicom_read import DicomError
-from .kspace import load_kspace
-from .preview import save_preview
-from .sinogram import load_sinogram, save_sinogram, sidecar_path
-from .volume import Volume
+Names are imported on first use, so that ``medip.io.registry`` (the format table the command line
+reads) loads without the readers' dependencies.
+"""
 
-__all__ = ["DicomError", "Volume", "atomic_write", "load", "load_kspace", "load_sinogram", "save",
-           "save_preview", "save_sinogram", "sidecar_path"]
+from __future__ import annotations
+
+from .._lazy import lazy_attributes
+
+_WHERE = {"load": "api", "save": "api", "atomic_write": "atomic", "DicomError": "dicom_read",
+          "KSpace": "kspace", "load_kspace": "kspace", "read_kspace": "kspace",
+          "save_preview": "preview", "Sinogram": "sinogram", "load_sinogram": "sinogram",
+          "save_sinogram": "sinogram", "sidecar_path": "sinogram", "Volume": "volume"}
+__all__ = sorted(_WHERE)
+
+__getattr__ = lazy_attributes(__name__, _WHERE, globals())

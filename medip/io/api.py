@@ -9,17 +9,13 @@ from .dicom_write import write_dicom_series
 from .formats import (read_npy, read_nifti, read_nrrd, read_picture, write_nifti, write_npy,
                       write_nrrd)
 from .preview import save_preview
+from .registry import WRITABLE, format_of
 from .volume import Volume
 
-FORMATS = ("nifti", "dicom", "nrrd", "npy", "png")
-_SUFFIXES = {".nii": "nifti", ".nii.gz": "nifti", ".nrrd": "nrrd", ".nhdr": "nrrd",
-             ".npy": "npy", ".png": "png"}
-_PICTURES = (".png", ".tif", ".tiff", ".jpg", ".jpeg")
-
-
-def _suffix(path: Path) -> str:
-    name = path.name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
+_READERS = {"nifti": read_nifti, "nrrd": lambda path, frame: read_nrrd(path),
+            "npy": lambda path, frame: read_npy(path), "png": lambda path, frame: read_picture(path),
+            "tiff": lambda path, frame: read_picture(path),
+            "jpeg": lambda path, frame: read_picture(path)}
 
 
 def derived_path(output: Path, tag: str, suffix: str | None = None) -> Path:
@@ -38,15 +34,9 @@ def load(path: str | Path, series: str | int | None = None, frame: int | None = 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    suffix = _suffix(path)
-    if path.is_file() and suffix in (".nii", ".nii.gz"):
-        return read_nifti(path, frame)
-    if path.is_file() and suffix in (".nrrd", ".nhdr"):
-        return read_nrrd(path)
-    if path.is_file() and suffix == ".npy":
-        return read_npy(path)
-    if path.is_file() and suffix in _PICTURES:
-        return read_picture(path)
+    fmt = format_of(path) if path.is_file() else None
+    if fmt is not None and fmt.name in _READERS:
+        return _READERS[fmt.name](path, frame)
     return read_dicom(path, series)
 
 
@@ -80,10 +70,11 @@ def save(volume: Volume, path: str | Path, like: Volume | None = None, overwrite
     a series into the folder ``path``). Writes are atomic and never replace an existing output
     unless ``overwrite``; nothing is ever written into a DICOM input's folder."""
     path = Path(path)
-    fmt = format or _SUFFIXES.get(_suffix(path))
-    if fmt not in FORMATS:
+    inferred = format_of(path)  # a DICOM series is written only when asked for by name
+    fmt = format or (inferred.name if inferred and inferred.name != "dicom" else None)
+    if fmt not in WRITABLE:
         raise ValueError(f"{path}: cannot tell the output format from the extension; use .nii, "
-                         f".nii.gz, .nrrd, .npy or .png, or format= one of {FORMATS}")
+                         f".nii.gz, .nrrd, .npy or .png, or format= one of {WRITABLE}")
     check_output_path(path, volume, like)
     if fmt == "dicom":
         return write_dicom_series(volume, path, description, like=like, overwrite=overwrite)

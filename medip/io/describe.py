@@ -6,17 +6,23 @@ from pathlib import Path
 
 import numpy as np
 
+from .registry import format_of
+
 
 def describe(path: str | Path) -> list[str]:
     """One line per series, volume or array found at ``path``."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
-    name = path.name.lower()
-    if name.endswith((".nii", ".nii.gz")):
+    fmt = format_of(path) if path.is_file() else None
+    if fmt is not None and fmt.name == "nifti":
         return [_describe_nifti(path)]
-    if name.endswith((".npy", ".npz")):
+    if path.suffix.lower() in (".npy", ".npz"):
         return [_describe_array(path)]
+    if fmt is not None and fmt.name != "dicom":
+        from .api import load
+
+        return [f"{path}: {fmt.name} {load(path)!r}"]
     lines = _describe_dicom(path)
     if not lines:
         raise ValueError(f"{path}: no DICOM, NIfTI or .npy data found")

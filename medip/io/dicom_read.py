@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from .volume import LPS_TO_RAS, Volume
 
 log = logging.getLogger("medip")
@@ -24,7 +25,7 @@ CT_AIR_HU = -1024.0
 JPEG_EXTRA = "pip install 'medip[jpeg]'  (pylibjpeg with its libjpeg and openjpeg plugins)"
 
 
-class DicomError(ValueError):
+class DicomError(InputError):
     """A DICOM input that cannot be read as asked; the message names the file and the fix."""
 
 

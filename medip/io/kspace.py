@@ -10,23 +10,57 @@ the centre triggers a warning (it is probably stored uncentred).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import MissingExtra
+
 KSPACE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
 
 
-def load_kspace(path: str | Path, slice_index: int | None = None) -> torch.Tensor:
-    """Read multi-coil k-space as a complex64 tensor ``(coils, *shape)``."""
+@dataclass
+class KSpace:
+    """Centred multi-coil k-space ``(slices, coils, *shape)``: a stack of 2D acquisitions
+    (``shape`` 2D, one entry per slice) or one 3D acquisition (one entry, ``shape`` 3D)."""
+
+    data: torch.Tensor
+    source: Path | None = None
+
+    @classmethod
+    def of(cls, kspace: torch.Tensor, source: Path | None = None) -> KSpace:
+        """One acquisition ``(coils, *shape)`` (2D or 3D) as a one-entry stack."""
+        return cls(kspace[None], source)
+
+
+def read_kspace(path: str | Path) -> KSpace:
+    """Every slice of a k-space file: HDF5 ``(slices, coils, H, W)`` gives them all; an array
+    file holds one acquisition ``(coils, H, W)``, ``(H, W)`` or 3D ``(coils, D, H, W)``."""
     path = Path(path)
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        data = _from_hdf5(_checked(path), slice_index=None, every_slice=True)
+        if data.ndim == 4:
+            return KSpace(torch.stack([_validate(s, path) for s in data]), path)
+    return KSpace.of(load_kspace(path), path)
+
+
+def _checked(path: Path) -> Path:
     suffix = path.suffix.lower()
     if suffix not in KSPACE_SUFFIXES:
         raise ValueError(f"{path}: k-space is read from {', '.join(KSPACE_SUFFIXES)}, not "
                          f"{suffix or 'no extension'}")
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such k-space file")
+    return path
+
+
+def load_kspace(path: str | Path, slice_index: int | None = None) -> torch.Tensor:
+    """Read one multi-coil acquisition as a complex64 tensor ``(coils, *shape)`` (of an HDF5
+    stack, the middle slice or ``slice_index``)."""
+    path = _checked(Path(path))
+    suffix = path.suffix.lower()
     if suffix == ".npy":
         data = np.load(path, allow_pickle=False)
     elif suffix == ".npz":
@@ -45,18 +79,18 @@ def _from_npz(path: Path) -> np.ndarray:
         raise ValueError(f"{path}: holds {archive.files}; name the k-space array 'kspace'")
 
 
-def _from_hdf5(path: Path, slice_index: int | None) -> np.ndarray:
+def _from_hdf5(path: Path, slice_index: int | None, every_slice: bool = False) -> np.ndarray:
     try:
         import h5py
     except ImportError:
-        raise ImportError(f"{path}: reading HDF5 k-space needs h5py; install it with "
-                          f"pip install 'medip[hdf5]'") from None
+        raise MissingExtra(f"{path}: reading HDF5 k-space needs h5py; install it with "
+                           f"pip install 'medip[hdf5]'") from None
     with h5py.File(path, "r") as f:
         if "kspace" not in f:
             raise ValueError(f"{path}: no 'kspace' dataset (found {sorted(f.keys())}); expected "
                              f"fastMRI layout (slices, coils, H, W)")
         dataset = f["kspace"]
-        if dataset.ndim == 4:
+        if dataset.ndim == 4 and not every_slice:
             index = dataset.shape[0] // 2 if slice_index is None else slice_index
             if not 0 <= index < dataset.shape[0]:
                 raise ValueError(f"{path}: slice {index} out of range (0..{dataset.shape[0] - 1})")

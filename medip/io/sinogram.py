@@ -8,6 +8,7 @@ detector distances and pixel size (mm). Sinograms are ``(..., n_angles, n_detect
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,24 @@ from ..operators import Radon
 from .atomic import atomic_write
 
 SINOGRAM_SUFFIXES = (".npy", ".tif", ".tiff")
+
+
+@dataclass
+class Sinogram:
+    """A stack of 2D sinograms ``(slices, n_angles, n_detectors)`` (log line integrals) and the
+    acquisition geometry they were measured with (:meth:`Radon.geometry_dict`)."""
+
+    data: np.ndarray
+    geometry: dict
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        data = np.asarray(self.data, dtype=np.float32)
+        self.data = data.reshape(-1, *data.shape[-2:]) if data.ndim >= 2 else data
+        where = self.source or "the sinogram"
+        if not np.isfinite(self.data).all():
+            raise ValueError(f"{where}: the sinogram contains NaN or infinite values")
+        _check_against_geometry(self.data.shape, self.geometry, where)
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -60,10 +79,9 @@ def save_sinogram(path: str | Path, sinogram: np.ndarray | torch.Tensor, geometr
     return path
 
 
-def load_sinogram(path: str | Path, geometry_file: str | Path | None = None
-                  ) -> tuple[np.ndarray, dict]:
-    """Read a sinogram and its geometry (the sidecar, or ``geometry_file`` in the same JSON
-    form); the shape must agree with the geometry."""
+def load_sinogram(path: str | Path, geometry_file: str | Path | None = None) -> Sinogram:
+    """Read a sinogram stack and its geometry (the sidecar, or ``geometry_file`` in the same
+    JSON form); the shape must agree with the geometry."""
     path = Path(path)
     suffix = _suffix(path)
     if not path.is_file():
@@ -84,14 +102,10 @@ def load_sinogram(path: str | Path, geometry_file: str | Path | None = None
         data = tifffile.imread(path)
         if "shape" in geometry:
             data = data.reshape(geometry["shape"])
-    data = np.asarray(data, dtype=np.float32)
-    if not np.isfinite(data).all():
-        raise ValueError(f"{path}: the sinogram contains NaN or infinite values")
-    _check_against_geometry(data.shape, geometry, path)
-    return data, {k: v for k, v in geometry.items() if k != "shape"}
+    return Sinogram(data, {k: v for k, v in geometry.items() if k != "shape"}, path)
 
 
-def _check_against_geometry(shape: tuple[int, ...], geometry: dict, path: Path) -> None:
+def _check_against_geometry(shape: tuple[int, ...], geometry: dict, path: object) -> None:
     try:
         expected = (len(geometry["angles"]), int(geometry["n_detectors"]))
     except (KeyError, TypeError):

@@ -1,0 +1,1 @@
+"""medip's benchmarks, run on purpose (``python -m benchmarks.suite``), never in CI."""

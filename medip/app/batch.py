@@ -1,0 +1,229 @@
+"""Batch runs over a folder of scans: one job per image series, a resumable manifest, local
+worker processes or a Dask cluster, and shards for plain job arrays.
+
+The manifest ``OUT/manifest.jsonl`` gets one line per finished job (done, failed or skipped)
+written by the coordinating process only, flushed at once; the latest line of a job wins. Outputs
+are written atomically, so an interrupted run leaves finished outputs and a manifest that says
+which they are, and nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable, Iterable
+
+from ..io.dicom_read import scan_series
+from ..io.registry import format_of, output_suffix, suffix_of
+from .job import run_job
+from .options import JobOptions
+
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One series to process: its input, the series to pick, and its output path under OUT."""
+
+    id: str
+    input: str
+    series: str | None
+    output: str
+    skip_reason: str | None = None
+
+
+def _is_scan_file(path: Path) -> bool:
+    fmt = format_of(path)
+    return fmt is not None and fmt.scan
+
+
+def discover(root: str | Path, out: str | Path, format: str | None = None) -> list[Job]:
+    """Every image series under ``root`` (DICOM by SeriesInstanceUID; NIfTI and NRRD files),
+    sorted, with output paths mirroring the input tree; other files become skipped jobs."""
+    root, out = Path(root), Path(out)
+    suffix = output_suffix(format)
+    jobs: list[Job] = []
+    scans = sorted(p for p in root.rglob("*") if p.is_file() and _is_scan_file(p))
+    for path in scans:
+        rel = path.relative_to(root)
+        name = rel.name[: -len(suffix_of(rel))]
+        jobs.append(Job(str(rel), str(path), None, str(out / rel.parent / f"{name}{suffix}")))
+    groups, notes, _ = scan_series(root)
+    claimed = {Path(h.path) for headers in groups.values() for h in headers} | set(scans)
+    taken: set[Path] = set()
+    for uid, headers in sorted(groups.items()):
+        folder = Path(os.path.commonpath([h.path.parent for h in headers]))
+        rel = folder.relative_to(root)
+        number = headers[0].ds.get("SeriesNumber")
+        name = f"series{number}" if number is not None else f"series-{uid[-12:]}"
+        if rel / name in taken:  # two series with one number in one folder
+            name = f"{name}-{uid[-12:]}"
+        taken.add(rel / name)
+        jobs.append(Job(f"{rel / name}", str(folder), uid, str(out / rel / f"{name}{suffix}")))
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        if path in claimed or path.name == MANIFEST:
+            continue
+        reason = next((n for n in notes if n.startswith(f"{path}:")), None)
+        rel = str(path.relative_to(root))
+        jobs.append(Job(rel, str(path), None, "", reason or f"{path}: not DICOM, NIfTI or NRRD"))
+    return jobs
+
+
+def shard(jobs: list[Job], spec: str | None) -> list[Job]:
+    """``"K/N"``: the K-th of N interleaved parts (1-based), for job arrays."""
+    if not spec:
+        return jobs
+    try:
+        k, n = (int(v) for v in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like K/N (e.g. 2/8), got {spec!r}") from None
+    if not 1 <= k <= n:
+        raise ValueError(f"--shard {spec}: K must be between 1 and N")
+    return [job for i, job in enumerate(jobs) if i % n == k - 1]
+
+
+def read_manifest(out: Path) -> dict[str, dict]:
+    """The latest row per job id."""
+    rows: dict[str, dict] = {}
+    path = out / MANIFEST
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                row = json.loads(line)
+                rows[row["job"]] = row
+    return rows
+
+
+def _run_one(job: Job, options: JobOptions, threads: int | None) -> dict:
+    """Worker side: run one job and describe the outcome (never raises for a bad scan)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        record = run_job(job.input, job.output, replace(options, series=job.series),
+                         command_line=["medip", "batch", job.input], save_interrupted=False)
+        return {"status": "done", "stop_step": record["stop_steps"], "error": None,
+                "seconds": round(time.perf_counter() - start, 2)}
+    except KeyboardInterrupt:
+        return {"status": "interrupted"}
+    except Exception as err:  # one bad scan never stops the others
+        return {"status": "failed", "error": f"{type(err).__name__}: {err}",
+                "seconds": round(time.perf_counter() - start, 2), "stop_step": None}
+
+
+def _worker_signals() -> None:
+    """Workers ignore Ctrl-C (the coordinator handles it) and stop cleanly on SIGTERM."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: int = 1,
+              scheduler: str | None = None, shard_spec: str | None = None,
+              retry_failed: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
+    """Process every series under ``root`` into ``out``; returns counts per status."""
+    root, out = Path(root), Path(out)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
+        raise ValueError(f"{out} is inside the input folder {root}; choose an output outside it")
+    out.mkdir(parents=True, exist_ok=True)
+    previous = read_manifest(out)
+    jobs = shard(discover(root, out, options.format), shard_spec)
+    counts = {"done": 0, "failed": 0, "skipped": 0, "already done": 0, "not run": 0}
+    manifest = open(out / MANIFEST, "a")
+
+    def record(job: Job, row: dict) -> None:
+        if row["status"] == "interrupted":  # nothing was written for this job
+            raise KeyboardInterrupt
+        row = {"job": job.id, "input": job.input, "series": job.series, "output": job.output,
+               "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **row}
+        recorded.add(job.id)
+        manifest.write(json.dumps(row) + "\n")
+        manifest.flush()
+        os.fsync(manifest.fileno())
+        counts[row["status"]] += 1
+        if on_row:
+            on_row(row)
+
+    todo, recorded = [], set()
+    for job in jobs:
+        last = previous.get(job.id, {}).get("status")
+        if job.skip_reason:
+            if last != "skipped":
+                record(job, {"status": "skipped", "error": job.skip_reason})
+        elif last == "done" and Path(job.output).exists():
+            counts["already done"] += 1
+        elif last == "failed" and not retry_failed:
+            counts["failed"] += 1
+        else:
+            todo.append(job)
+    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        if scheduler:
+            _run_dask(todo, options, scheduler, record)
+        else:
+            _run_local(todo, options, workers, record)
+    except KeyboardInterrupt:
+        counts["not run"] = sum(job.id not in recorded for job in todo)
+        counts["interrupted"] = True
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        manifest.close()
+    return counts
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_local(jobs: list[Job], options: JobOptions, workers: int,
+               record: Callable[[Job, dict], None]) -> None:
+    if workers <= 1:
+        for job in jobs:
+            record(job, _run_one(job, options, options.threads))
+        return
+    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
+    pending: dict[Future, Job] = {pool.submit(_run_one, job, options, threads): job
+                                  for job in jobs}
+    try:
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                record(pending.pop(future), future.result())
+    except KeyboardInterrupt:
+        for future in pending:
+            future.cancel()
+        for process in list(pool._processes.values()):  # running jobs stop without writing
+            process.terminate()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_dask(jobs: Iterable[Job], options: JobOptions, address: str,
+              record: Callable[[Job, dict], None]) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ImportError("--scheduler needs dask.distributed: pip install 'medip[cluster]'"
+                          ) from None
+    jobs = list(jobs)
+    with Client(address) as client:
+        futures = {client.submit(_run_one, job, options, options.threads, pure=False,
+                                 key=f"medip-{i}-{job.id}"): job for i, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            record(futures[future], future.result())
+
+
+def summary(counts: dict) -> str:
+    return ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "interrupted")
+
+

@@ -1,0 +1,148 @@
+"""One job: read a measurement, reconstruct it through its task with the volume driver, write the
+output and its JSON sidecar.
+
+The command line and the batch runner both call :func:`run_job`; the sidecar records the command,
+every resolved option, versions, seed, device, stop steps, wall time, input checksums and,
+with a reference, PSNR/SSIM, so that a result can be traced and reproduced. Reading each task's
+measurement (a scan, a mask, sinograms or a simulation, k-space) is the only place that knows
+which files a task takes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..io import Volume, load, load_sinogram, read_kspace, save, save_preview
+from ..io.api import derived_path
+from ..io.preview import default_window
+from ..reconstruct import VolumeResult, reconstruct_volume
+from ..tasks import CT, MRI, Task, make_task
+from .options import JobOptions
+from .provenance import sha256, sidecar_of, versions, write_sidecar
+
+
+def _scan(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
+    volume = load(source, series=options.series, frame=options.frame)
+    if options.task == "denoise":
+        return make_task("denoise", volume), [source]
+    if options.task == "superres":
+        factors = options.factor
+        factors = factors[0] if factors and len(factors) == 1 else factors
+        return make_task("superres", volume, factors=factors, kernel=options.kernel), [source]
+    if not options.mask:
+        raise ValueError("inpaint needs --mask FILE (nonzero = known voxels)")
+    mask = load(options.mask).array != 0
+    return make_task("inpaint", volume, mask=mask), [source, Path(options.mask)]
+
+
+def _ct(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
+    if options.simulate_from:
+        from .simulate import simulate_ct
+
+        like = load(options.simulate_from, series=options.series, frame=options.frame)
+        sinogram = simulate_ct(like, options.angles, options.photons, options.seed)
+        return CT(sinogram, like), [Path(options.simulate_from)]
+    return CT(load_sinogram(source, options.geometry)), [source]
+
+
+def _mri(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
+    inputs = [source]
+    mask = None
+    if options.mask and not options.acceleration:
+        mask = np.load(options.mask, allow_pickle=False)
+        inputs.append(Path(options.mask))
+    task = MRI(read_kspace(source), mask=mask, acceleration=options.acceleration,
+               center_fraction=options.center_fraction, seed=options.seed)
+    return task, inputs
+
+
+_OPEN: dict[str, Callable[[Path, JobOptions], tuple[Task, list[Path]]]] = {
+    "denoise": _scan, "inpaint": _scan, "superres": _scan, "ct": _ct, "mri": _mri}
+
+
+def open_task(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
+    """The job's task bound to its measurement, and the input files it read."""
+    if not options.simulate_from and not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    return _OPEN[options.task](source, options)
+
+
+def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
+                ) -> VolumeResult:
+    """:func:`medip.reconstruct_volume` with the job's options."""
+    return reconstruct_volume(
+        task, mode=options.mode, axis=options.axis, slab=options.slab, patch=options.patch,
+        generator=options.preset, stopper=options.stopper_value(), max_steps=options.max_steps,
+        warm_steps=options.warm_steps, lr=options.learning_rate(), noise_free=options.noise_free,
+        seed=options.seed, ensemble=options.ensemble, device=options.device,
+        threads=options.threads, progress=options.progress, reference=reference)
+
+
+def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions,
+            command_line: list[str] | None = None, save_interrupted: bool = True) -> dict:
+    """Reconstruct ``input_path`` into ``output_path``; returns the sidecar's record.
+
+    An interrupted 3D fit (Ctrl-C) still writes its best output so far, marked
+    ``"interrupted": true``, unless ``save_interrupted`` is False (batch runs), when the
+    interrupt propagates and nothing is written.
+    """
+    source, output = Path(input_path), Path(output_path)
+    for existing in (output, sidecar_of(output)):
+        if existing.exists() and not options.overwrite:
+            raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
+    start = time.perf_counter()
+    reference = load(options.reference) if options.reference else None  # fail before the work
+    task, inputs = open_task(source, options)
+    result = reconstruct(task, options, reference)
+    if result.interrupted and not save_interrupted:
+        raise KeyboardInterrupt
+    metrics = _metrics(result.volume, reference, options.reference)
+    steps = f"stopped at step {int(np.median(result.stop_steps))} (median)"
+    save(result.volume, output, like=result.measured, overwrite=options.overwrite,
+         format=options.format, description=f"medip {options.task} (DIP {options.preset}, "
+                                            f"{steps})")
+    record = {
+        "command": command_line if command_line is not None else sys.argv,
+        "input": str(source), "output": str(output), "options": asdict(options),
+        "versions": versions(), "device": result.device, "seed": options.seed,
+        "stop_steps": result.stop_steps, "steps_run": result.steps_run,
+        "interrupted": result.interrupted,
+        "seconds": round(time.perf_counter() - start, 3),
+        "input_sha256": {str(p): sha256(p) for p in inputs},
+        "metrics": metrics,
+    }
+    if options.preview:
+        record["preview"] = str(_preview(result, output, options.overwrite))
+    if options.report:
+        from .report import write_report
+
+        record["report"] = [str(p) for p in write_report(result, output, options.overwrite)]
+    write_sidecar(output, record, options.overwrite)
+    return record
+
+
+def _metrics(result: Volume, reference: Volume | None, name: str | None) -> dict:
+    if reference is None:
+        return {}
+    from ..engine.metrics import psnr, ssim
+
+    ref = reference.array
+    if ref.shape != result.shape:
+        raise ValueError(f"{name}: the reference has shape {ref.shape} but the result has "
+                         f"{result.shape}")
+    a, b = torch.from_numpy(result.array), torch.from_numpy(ref)
+    return {"psnr_db": psnr(a, b), "ssim": ssim(a, b), "data_range": float(np.ptp(ref))}
+
+
+def _preview(result: VolumeResult, output: Path, overwrite: bool) -> Path:
+    shown = [result.measured, result.volume] if result.measured.shape == result.volume.shape \
+        else [result.volume]
+    return save_preview(shown, derived_path(output, "preview", ".png"),
+                        window=default_window(result.volume), overwrite=overwrite)

@@ -1,0 +1,285 @@
+"""The DIP fitting loop: one engine for every operator (it never knows which).
+
+``fit(A, y)`` fits a generator ``f_theta(z)`` so that ``A f_theta(z)`` explains ``y``, stopping
+automatically (see :mod:`medip.stopping`). Data are normalised by a robust scale of the direct
+reconstruction ``A.pinv(y)`` and the result is mapped back to the input's physical units.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from .. import defaults
+from ..errors import FitDiverged, InputError
+from ..operators import LinearOperator, channels_to_complex
+from ..operators.base import check_tensor
+from .device import cpu_threads, pick_device
+from .losses import Loss, make_loss, total_variation
+from .metrics import psnr, ssim
+from .nets import Generator, build_generator
+from .stopping import Stopper, make_stopper
+
+# A cold start can stall on a plateau near a blurred image before it fits the structure (a 96x96 CT
+# crop: steps 25-90), and the variance is lowest there; named stoppers ignore minima before this.
+COLD_MIN_STEPS = 128
+# A residual fit sits on the interpolated image for a few hundred steps before it learns the
+# correction (x4 CT super-resolution at 256^2: about 400), so its variance minima count from here.
+RESIDUAL_MIN_STEPS = 500
+# Input noise regularises fits to noisy data (the original DIP's 1/30); on exact data it only
+# blurs: 50 % CT inpainting reaches 35.9 dB in 3000 steps with it, 41.8 dB without.
+REG_NOISE = 1 / 30
+
+
+@dataclass
+class StepInfo:
+    """What a callback sees after each step."""
+
+    step: int
+    loss: float
+    variance: float
+    max_steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Result:
+    """The outcome of :func:`fit`, in the input's physical units."""
+
+    image: torch.Tensor
+    stop_step: int
+    steps_run: int
+    variance_map: torch.Tensor | None
+    history: dict[str, list[float]]
+    elapsed: float
+    scale: float
+    interrupted: bool = False
+    generator_state: dict | None = None
+    member_stops: list[int] | None = None  # each member's stop step (ensemble fits)
+
+    @property
+    def seconds_per_step(self) -> float:
+        return self.elapsed / max(self.steps_run, 1)
+
+
+def robust_scale(x: torch.Tensor, quantile: float = 0.995, max_samples: int = 1 << 20) -> float:
+    """The ``quantile`` of ``|x|`` (on a strided subsample for large inputs), never zero."""
+    values = x.detach().abs().flatten().float()
+    if values.numel() > max_samples:
+        values = values[:: values.numel() // max_samples + 1]
+    scale = float(torch.quantile(values, quantile))
+    if not scale > 0:
+        scale = float(values.max())
+    return scale if scale > 0 else 1.0
+
+
+def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defaults.PRESET,
+        loss: str | Loss = "mse", tv_weight: float = 0.0,
+        stopper: str | int | Stopper = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
+        lr: float = 1e-2, reg_noise: float | None = None, seed: int = defaults.SEED,
+        device: str | torch.device = defaults.DEVICE, reference: torch.Tensor | None = None,
+        callbacks: Iterable[Callable[[StepInfo], None]] = (), amp: bool = False,
+        threads: int | None = None, keep_generator: bool = False, scale: float | None = None,
+        residual: bool = False, noise_free: bool = False, ensemble: int = defaults.ENSEMBLE
+        ) -> Result:
+    """Fit a Deep Image Prior to measurements ``y = A x + noise`` and return the stopped image.
+
+    Args:
+        A: any :class:`medip.operators.LinearOperator` (Identity, Mask, Downsample, Radon, ...).
+        y: the measurements ``(batch, channel, *A.out_shape)``.
+        generator: a preset name (:data:`medip.engine.nets.PRESETS`) or an ``nn.Module`` whose
+            output has the image's shape (2 channels per complex image).
+        loss: ``"mse"``, ``"l1"`` or a :class:`medip.engine.losses.Loss` object, e.g.
+            ``TransmissionPoisson.of(counts)`` for low-dose CT (a task chooses it).
+        tv_weight: weight of a total-variation penalty on the normalised image.
+        stopper: ``"auto"`` (ES-WMV in 2D, ES-EMV in 3D), ``"wmv"``, ``"emv"``, a fixed step
+            count, or a :class:`medip.engine.stopping.Stopper`.
+        max_steps: hard limit on steps.
+        lr: Adam's learning rate. reg_noise: std of the fresh noise added to the input each step
+            (default :data:`REG_NOISE`, 0 for noise-free data).
+        seed: seeds the weights, the input and the per-step noise (deterministic on CPU).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``. amp: bfloat16 autocast on CUDA.
+        reference: a clean image in physical units, only to log PSNR/SSIM per step (of the
+            image the stopper would return at that step); it never influences stopping or the
+            result.
+        callbacks: called with a :class:`StepInfo` after every step.
+        threads: torch CPU threads for this fit (restored afterwards).
+        keep_generator: also return the generator's final ``state_dict``.
+        scale: the normalisation (physical units per network unit); default: a robust scale
+            of ``A.pinv(y)``. The volume driver passes one scale for all slices of a volume.
+        residual: the generator models the correction to ``A.pinv(y)`` (``x = A.pinv(y) +
+            f(z)``) instead of the whole image: much faster where ``pinv`` is already a good
+            image (super-resolution: bicubic); wrong for denoising, where ``pinv`` is the noise.
+            Named stoppers then ignore variance minima before :data:`RESIDUAL_MIN_STEPS`
+            (otherwise before :data:`COLD_MIN_STEPS`), or half of ``max_steps`` if that is less.
+        noise_free: the measurements are exact (known pixels without noise): with no noise to
+            overfit, the input noise is off, named stoppers run all ``max_steps`` and return the
+            mean of the last 64 outputs (:class:`~medip.engine.stopping.FinalMean`), and the
+            result reproduces ``y`` exactly (:meth:`~medip.operators.LinearOperator.project`:
+            masks, single-coil Fourier sampling, box downsampling; other operators raise).
+        ensemble: fit this many generators, seeded ``seed``, ``seed + 1``, ..., and return the
+            mean of their stopped images (and variance maps); the histories run end to end. One
+            seed's result is partly luck (2D CT denoising, seeds 0-2: 31.6-33.9 dB; their
+            pairs: 33.2-34.1 dB); an ensemble is steadier and usually better, at that many
+            times the time. Needs a preset name and a named or fixed stopper.
+
+    Raises:
+        medip.errors.FitDiverged: the loss became NaN or infinite (lower ``lr``).
+    """
+    loss = make_loss(loss)
+    if residual and not loss.residual_ok:
+        raise InputError(f"residual=True fits y - A pinv(y), which the {loss.name} loss does not "
+                         f"allow; use loss='mse' or residual=False")
+    if noise_free and not loss.exact_ok:
+        raise InputError(f"noise_free=True contradicts the {loss.name} loss (noisy counts); "
+                         f"leave it off")
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise InputError(f"scale must be a positive finite number, got {scale}")
+    if reg_noise is None:
+        reg_noise = 0.0 if noise_free else REG_NOISE
+    if max_steps < 1:
+        raise InputError(f"max_steps must be >= 1, got {max_steps}")
+    seeds = member_seeds(seed, ensemble)
+    if ensemble > 1 and (isinstance(generator, nn.Module) or isinstance(stopper, Stopper)):
+        raise InputError("ensemble > 1 builds a fresh generator and stopper per member: pass a "
+                         "preset name and a named or fixed stopper, not instances")
+    check_tensor(y, "y", f"fit({A.name})", A.out_shape)
+    dev = pick_device(device)
+    y, callbacks = y.to(dev), list(callbacks)  # one list for every member, even from a generator
+    with cpu_threads(threads):
+        members: list[Result] = []
+        for member_seed in seeds:
+            members.append(_run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr,
+                                reg_noise, member_seed, reference, callbacks, amp,
+                                keep_generator, scale, residual, noise_free))
+            if members[-1].interrupted:
+                break
+        return members[0] if ensemble == 1 else average_results(members)
+
+
+def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_noise, seed,
+         reference, callbacks, amp, keep_generator, scale, residual, noise_free) -> Result:
+    start = time.perf_counter()
+    measured = y
+    with torch.no_grad():
+        x0 = A.pseudo_inverse(y)
+        if noise_free:  # raises here, before any step, where A cannot enforce its data
+            A.project(x0, y)
+        offset = None
+        if residual:  # fit what pinv misses: y - A pinv(y), then add pinv(y) back
+            offset, y = x0, y - A.forward(x0)
+            x0 = A.pseudo_inverse(y)
+    is_complex = x0.is_complex()
+    scale = scale or robust_scale(x0)
+    y_n = y / scale
+    spatial = tuple(x0.shape[2:])
+    channels = x0.shape[1] * (2 if is_complex else 1)
+    gen = build_generator(generator, spatial, channels, batch=x0.shape[0], seed=seed).to(dev)
+    gen.noise_generator = torch.Generator(device=dev).manual_seed(seed + 1)
+    to_channels = channels_to_complex if is_complex else (lambda t: t)
+
+    def to_image(out: torch.Tensor) -> torch.Tensor:
+        """Network output -> image in physical units."""
+        image = to_channels(out) * scale
+        if offset is not None:
+            image = image + offset
+        return A.project(image, measured) if noise_free else image
+
+    _check_generator(gen, x0, is_complex)
+    min_steps = minimum_stop_step(residual, max_steps)
+    stop = make_stopper(stopper, len(spatial), min_steps, max_steps if noise_free else None)
+    data_loss = loss.bind(scale, dev)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
+                else contextlib.nullcontext())
+    ref = reference.to(dev) if reference is not None else None
+    if ref is not None and ref.shape[-len(spatial):] != x0.shape[-len(spatial):]:
+        raise InputError(f"the reference has shape {tuple(ref.shape)} but the image is "
+                         f"{tuple(x0.shape)}")
+    history: dict[str, list[float]] = {"loss": [], "variance": stop.history}
+    if ref is not None:
+        history.update(psnr=[], ssim=[])
+    interrupted, step = False, -1
+    try:
+        for step in range(max_steps):
+            optimizer.zero_grad(set_to_none=True)
+            with autocast:
+                out = gen(reg_noise).float()
+            objective = data_loss(A.forward(to_channels(out)), y_n)
+            if tv_weight:
+                objective = objective + tv_weight * total_variation(out)
+            objective.backward()
+            optimizer.step()
+            value = float(objective.detach())
+            if not math.isfinite(value):
+                raise FitDiverged(f"the loss became {value} at step {step}; lower lr "
+                                         f"(now {lr}) or check the data's scale")
+            history["loss"].append(value)
+            done = stop.update(step, out.detach())
+            info = StepInfo(step, value, stop.history[-1], max_steps)
+            if ref is not None:
+                image = to_image(stop.estimate(out.detach()))
+                image, target = (image.abs(), ref.abs()) if is_complex else (image, ref)
+                info.metrics = {"psnr": psnr(image, target), "ssim": ssim(image, target)}
+                history["psnr"].append(info.metrics["psnr"])
+                history["ssim"].append(info.metrics["ssim"])
+            for callback in callbacks:
+                callback(info)
+            if done:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+        if stop.best is None:
+            raise
+    best = stop.best if stop.best is not None else out.detach()
+    image = to_image(best)
+    variance = stop.variance_map
+    if variance is not None:
+        variance = (variance * scale ** 2).float()
+    return Result(image=image, stop_step=stop.best_step if stop.best is not None else step,
+                  steps_run=step + 1,
+                  variance_map=variance, history=history, elapsed=time.perf_counter() - start,
+                  scale=scale, interrupted=interrupted,
+                  generator_state=gen.state_dict() if keep_generator else None)
+
+
+def minimum_stop_step(residual: bool, max_steps: int) -> int:
+    """The first step a named stopper may return: :data:`RESIDUAL_MIN_STEPS` for residual fits,
+    :data:`COLD_MIN_STEPS` otherwise, never past half the budget."""
+    return min(RESIDUAL_MIN_STEPS if residual else COLD_MIN_STEPS, max_steps // 2)
+
+
+def member_seeds(seed: int, ensemble: int) -> range:
+    """The seeds of an ensemble's members, ``seed`` to ``seed + ensemble - 1`` (at least one)."""
+    if ensemble < 1:
+        raise InputError(f"ensemble must be >= 1, got {ensemble}")
+    return range(seed, seed + ensemble)
+
+
+def average_results(members: list[Result]) -> Result:
+    """An ensemble's result: the mean image and variance map; histories and steps end to end."""
+    maps = [m.variance_map for m in members]
+    return Result(image=sum(m.image for m in members) / len(members),
+                  stop_step=members[0].stop_step, steps_run=sum(m.steps_run for m in members),
+                  variance_map=None if maps[0] is None else sum(maps) / len(maps),
+                  history={key: [v for m in members for v in m.history[key]]
+                           for key in members[0].history},
+                  elapsed=sum(m.elapsed for m in members), scale=members[0].scale,
+                  interrupted=members[-1].interrupted,
+                  generator_state=members[-1].generator_state,
+                  member_stops=[m.stop_step for m in members])
+
+
+def _check_generator(gen: Generator, x0: torch.Tensor, is_complex: bool) -> None:
+    with torch.no_grad():
+        out = gen(0.0)
+    expected = (x0.shape[0], x0.shape[1] * (2 if is_complex else 1), *x0.shape[2:])
+    if tuple(out.shape) != expected:
+        raise InputError(f"the generator outputs {tuple(out.shape)} but the operator's image is "
+                         f"{expected}" + (" (2 channels per complex image)" if is_complex else ""))

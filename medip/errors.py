@@ -1,0 +1,21 @@
+"""medip's exceptions: every one is a :class:`MedipError`, which the command line prints as one
+line (the message names the file or option and the fix); each also derives from the built-in
+type a Python caller would expect (``ValueError``, ``ImportError``, ...)."""
+
+from __future__ import annotations
+
+
+class MedipError(Exception):
+    """Base of medip's own errors."""
+
+
+class InputError(MedipError, ValueError):
+    """A scan, measurement or option that medip cannot use as given."""
+
+
+class MissingExtra(MedipError, ImportError):
+    """An optional dependency is not installed; the message says which ``pip install``."""
+
+
+class FitDiverged(MedipError, FloatingPointError):
+    """The loss became NaN or infinite during a fit."""

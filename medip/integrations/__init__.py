@@ -1,0 +1,1 @@
+"""Adapters to other frameworks (:mod:`.monai`: a MONAI dictionary transform)."""

@@ -1,0 +1,147 @@
+"""Image restoration tasks on a scan: the scan is the measurement ``y`` and the array order is
+the volume's own ``(i, j, k)``.
+
+``denoise`` is the identity, ``inpaint`` a mask of known voxels (nonzero = known) and
+``superres`` a downsampling by integer ``factors`` per axis (``(1, 1, 2)`` is through-plane for
+an ``(i, j, k)`` volume); the result has the shape of the operator's input (larger than the scan
+for super-resolution), on the fine grid's geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import defaults
+from ..errors import InputError
+from ..io.volume import Volume
+from ..operators import Downsample, Identity, LinearOperator, Mask
+from .base import Problem, Region, Task, cut
+from .specs import SPECS
+
+
+def normalise_factors(factors: int | Sequence[int] | None, ndim: int) -> tuple[int, ...]:
+    """One positive integer per axis from an int, a sequence, or None (= 2 in-plane)."""
+    if factors is None:
+        factors = defaults.FACTOR
+    factors = (factors,) * ndim if isinstance(factors, int) else tuple(int(f) for f in factors)
+    if len(factors) != ndim or any(f < 1 for f in factors):
+        raise InputError(f"super-resolution needs {ndim} positive integer factors, got "
+                         f"{factors}")
+    return factors
+
+
+def upsampled_affine(affine: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """Geometry of the fine grid: fine voxel ``i`` lies at coarse index ``(i - (f - 1) / 2) / f``
+    (each coarse voxel is the mean of the ``f`` fine voxels around its centre)."""
+    step = np.eye(4)
+    for axis, f in enumerate(factors):
+        step[axis, axis] = 1 / f
+        step[axis, 3] = -(f - 1) / (2 * f)
+    return affine @ step
+
+
+@dataclass
+class _ScanTask(Task):
+    """A task whose measurement is the scan itself."""
+
+    measured: Volume
+
+    def __post_init__(self) -> None:
+        if not bool(np.isfinite(self.measured.array).all()):
+            raise InputError(f"{self.measured.source or 'the volume'} contains NaN or infinite "
+                             f"values; fix or mask them before reconstruction")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.measured.shape
+
+    def to_volumes(self, image: np.ndarray, variance: np.ndarray) -> tuple[Volume, Volume]:
+        """On the scan's grid, or on the finer grid an operator's image lives on."""
+        factors = [a // b for a, b in zip(image.shape, self.shape)]
+        affine = upsampled_affine(self.measured.affine, factors)
+        units = self.measured.units
+        return (self.measured.with_array(image, affine),
+                self.measured.with_array(variance, affine,
+                                         units=f"({units})^2" if units else ""))
+
+
+@dataclass
+class Denoise(_ScanTask):
+    """Gaussian-noise removal: ``A`` is the identity."""
+
+    spec = SPECS["denoise"]
+
+    def problem(self, region: Region, plane_axis: int | None) -> Problem:
+        y = cut(self.measured.array, region, plane_axis)
+        return Problem(Identity(), y, tuple(y.shape[2:]))
+
+
+@dataclass
+class Inpaint(_ScanTask):
+    """Filling unknown voxels: ``A`` keeps the known ones (``mask`` nonzero = known)."""
+
+    spec = SPECS["inpaint"]
+    mask: np.ndarray | torch.Tensor | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mask is None:
+            raise InputError("inpainting needs a mask of the known voxels (nonzero = known): "
+                             "mask=ARRAY, --mask FILE")
+        self.mask = np.asarray(self.mask) != 0
+        if self.mask.shape != self.shape:
+            raise InputError(f"the mask has shape {self.mask.shape} but the scan has {self.shape}")
+
+    def problem(self, region: Region, plane_axis: int | None) -> Problem:
+        y = cut(self.measured.array, region, plane_axis)
+        known = cut(self.mask, region, plane_axis)[0]
+        return Problem(Mask(known if plane_axis is not None else known[0]), y,
+                       tuple(y.shape[2:]))
+
+
+@dataclass
+class SuperRes(_ScanTask):
+    """Super-resolution: ``A`` downsamples by integer ``factors`` per axis of the scan (default
+    2 in-plane: every axis but the slice axis of ``slices`` mode) with an anti-alias
+    ``kernel``."""
+
+    spec = SPECS["superres"]
+    factors: int | Sequence[int] | None = None
+    kernel: str = defaults.KERNEL
+
+    def _factors(self, plane_axis: int | None) -> tuple[int, ...]:
+        if self.factors is None:
+            return tuple(1 if a == plane_axis else defaults.FACTOR for a in range(3))
+        return normalise_factors(self.factors, 3)
+
+    def problem(self, region: Region, plane_axis: int | None) -> Problem:
+        factors = self._factors(plane_axis)
+        y = cut(self.measured.array, region, plane_axis)
+        if plane_axis is not None:
+            if factors[plane_axis] != 1:
+                raise InputError(f"factor {factors[plane_axis]} along the slice axis "
+                                 f"{plane_axis} needs mode='3d' (through-plane super-resolution)")
+            factors = tuple(f for a, f in enumerate(factors) if a != plane_axis)
+        A = Downsample(factors, self.kernel)
+        return Problem(A, y, tuple(n * f for n, f in zip(y.shape[2:], factors)))
+
+
+@dataclass
+class OperatorTask(_ScanTask):
+    """A scan measured through any 3D operator ``A`` (``mode="3d"`` only: the driver cannot
+    cut an arbitrary operator into slices or patches)."""
+
+    spec = SPECS["operator"]
+    A: LinearOperator | None = None
+
+    def problem(self, region: Region, plane_axis: int | None) -> Problem:
+        if plane_axis is not None or any(r != slice(0, n) for r, n in zip(region, self.shape)):
+            raise InputError("an operator applies to the whole volume: use mode='3d', or pass a "
+                             "task name so medip can cut it into slices or patches")
+        y = cut(self.measured.array, region, None)
+        x = self.A.H(y)
+        return Problem(self.A, y, tuple(x.shape[2:]))

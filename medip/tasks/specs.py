@@ -1,0 +1,74 @@
+"""What each task is, without loading torch: its name and help, the options it takes, its fit
+defaults, and what the volume driver may do with it. The command line builds each command's
+options from here, the job options check against it, and the Task objects read their defaults
+from it, so each fact has one owner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The static facts of one task.
+
+    ``options``: the task's own options (beyond the driver's shared ones); ``voxelwise``: its
+    operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
+    ``modes``: the volume strategies it supports; ``lr``/``residual``: the fit defaults the
+    benchmarks chose; ``slab``: slices per fit in ``slices`` mode; ``noise_free``: whether its
+    measurements can be exact (``noise_free=True`` accepted).
+    """
+
+    name: str
+    summary: str
+    input_help: str
+    options: tuple[str, ...] = ()
+    voxelwise: bool = False
+    modes: tuple[str, ...] = ("slices", "3d")
+    lr: float = 0.01
+    residual: bool = False
+    slab: int = 1
+    noise_free: bool = False
+    fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
+
+
+_SCAN = "scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
+
+# Denoising slab: on 25 slices of the 2 mm T1 brain (noise 25/255 of the range) 3 slices per fit
+# gave +1.2 dB over 1 in the same time, 5 gave +0.6 dB (benchmarks/results/2026-11-23-vm.md).
+DENOISE_SLAB = 3
+# Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
+# CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
+SUPERRES_LR = 0.02
+
+SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
+    TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
+             modes=("slices", "3d", "patches"), slab=DENOISE_SLAB),
+    TaskSpec("inpaint", "fill unknown voxels (--mask FILE: nonzero = known)", _SCAN,
+             options=("mask",), voxelwise=True, modes=("slices", "3d", "patches"),
+             noise_free=True),
+    TaskSpec("superres", "super-resolve by integer factors (--factor 2 or 2,2,1 per axis)", _SCAN,
+             options=("factor", "kernel"), lr=SUPERRES_LR, residual=True, noise_free=True),
+    TaskSpec("ct", "reconstruct CT slices from sinograms (+ JSON geometry) or --simulate-from a "
+             "CT scan", "sinogram stack (.npy/.tif, (slices,) angles, detectors)",
+             options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True),
+    TaskSpec("mri", "reconstruct MRI from multi-coil k-space (.npy/.npz/.h5; all slices)",
+             "k-space file: (coils, H, W), (slices, coils, H, W) in HDF5, or (coils, D, H, W)",
+             options=("mask", "acceleration", "center_fraction"), noise_free=True,
+             fixed_axis=True),
+)}
+#: The named tasks (the command line's commands).
+TASKS = tuple(SPECS)
+#: A scan measured through a user's own operator (``reconstruct_volume(scan, A, mode="3d")``).
+SPECS["operator"] = TaskSpec("operator", "a scan measured through a given operator", _SCAN,
+                             modes=("3d",))
+
+
+def spec_of(task: str) -> TaskSpec:
+    """The spec of a task name; a clear error naming the choices otherwise."""
+    from ..errors import InputError
+
+    if task not in SPECS:
+        raise InputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    return SPECS[task]

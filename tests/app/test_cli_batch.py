@@ -1,0 +1,211 @@
+"""The command line, simulations, batch runs (local, resumable, Dask) and the MONAI transform."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+import medip
+from medip.cli.main import cli_reference, main
+from medip.app.batch import discover, read_manifest, run_batch, shard
+from medip.app.options import JobOptions
+
+FAST = ["--max-steps", "40", "--quiet"]
+
+
+def run(*args, check_rc=0):
+    done = subprocess.run(["medip", *map(str, args)], capture_output=True, text=True)
+    assert done.returncode == check_rc, done.stderr
+    assert "Traceback" not in done.stderr
+    return done
+
+
+@pytest.fixture
+def noisy_series(tmp_path, sample_dir):
+    run("simulate", "noise", sample_dir / "ct_series_tiny", "-o", tmp_path / "noisy.nii.gz")
+    return tmp_path / "noisy.nii.gz"
+
+
+def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_path, sample_dir):
+    how = json.loads((tmp_path / "noisy.nii.gz.medip.json").read_text())
+    assert how["simulation"]["kind"] == "gaussian noise" and len(how["input_sha256"]) == 64
+    for name in ("a", "b"):
+        assert main(["denoise", str(noisy_series), "-o", str(tmp_path / f"{name}.nii.gz"), *FAST,
+                     "--reference", str(sample_dir / "ct_series_tiny"), "--preview"]) == 0
+    a, b = (nib.load(tmp_path / f"{n}.nii.gz") for n in ("a", "b"))
+    np.testing.assert_array_equal(a.get_fdata(), b.get_fdata())  # same command, same seed
+    np.testing.assert_allclose(a.affine, nib.load(noisy_series).affine)
+    record = json.loads((tmp_path / "a.nii.gz.medip.json").read_text())
+    assert record["options"]["max_steps"] == 40 and record["seed"] == 0
+    assert record["device"] == "cpu" and set(record["versions"]) >= {"medip", "torch", "monai",
+                                                                     "pydicom", "nibabel"}
+    assert record["metrics"]["psnr_db"] > 0 and str(noisy_series) in record["input_sha256"]
+    assert (tmp_path / "a_preview.png").is_file()
+    run("denoise", noisy_series, "-o", tmp_path / "a.nii.gz", *FAST, check_rc=1)  # no overwrite
+
+
+def test_config_file_and_flags_override_it(noisy_series, tmp_path):
+    config = tmp_path / "medip.toml"
+    config.write_text('max-steps = 30\nseed = 7\npreset = "decoder"\n')
+    main(["denoise", str(noisy_series), "-o", str(tmp_path / "c.nii.gz"), "--config", str(config),
+          "--seed", "3", "--quiet"])
+    options = json.loads((tmp_path / "c.nii.gz.medip.json").read_text())["options"]
+    assert (options["max_steps"], options["seed"], options["preset"]) == (30, 3, "decoder")
+    config.write_text("magic = 1\n")
+    err = run("denoise", noisy_series, "-o", tmp_path / "d.nii.gz", "--config", config, check_rc=1)
+    assert "unknown option(s) magic" in err.stderr and len(err.stderr.strip().splitlines()) == 1
+
+
+def test_each_command_offers_only_its_tasks_options(tmp_path):
+    denoise = run("denoise", "--help").stdout
+    assert "--acceleration" not in denoise and "--angles" not in denoise and "--slab" in denoise
+    ct = run("ct", "--help").stdout
+    assert "--angles" in ct and "--patch" not in ct and "--slab" not in ct
+    assert "--mask" not in run("superres", "--help").stdout
+    config = tmp_path / "c.toml"
+    config.write_text("acceleration = 4\n")
+    err = run("denoise", tmp_path / "x.nii.gz", "-o", tmp_path / "y.nii.gz", "--config", config,
+              check_rc=1)
+    assert "--acceleration do(es) not apply to denoise" in err.stderr
+
+
+def test_a_diverging_fit_is_one_line(noisy_series, tmp_path):
+    err = run("denoise", noisy_series, "-o", tmp_path / "y.nii.gz", "--lr", "1e9",
+              "--max-steps", "30", "--quiet", check_rc=1)
+    assert err.stderr.startswith("medip: error: the loss became") and "lower lr" in err.stderr
+    assert len(err.stderr.strip().splitlines()) == 1 and not (tmp_path / "y.nii.gz").exists()
+
+
+def test_usage_and_input_errors_have_exit_codes_and_one_line(tmp_path):
+    assert run("denoise", tmp_path / "x.nii.gz", check_rc=2).stderr  # -o missing
+    err = run("denoise", tmp_path / "missing.nii.gz", "-o", tmp_path / "y.nii.gz", check_rc=1)
+    assert err.stderr.strip() == f"medip: error: {tmp_path / 'missing.nii.gz'}: no such file or folder"
+
+
+def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
+    series = sample_dir / "ct_series_tiny"
+    run("simulate", "mask", series, "-o", tmp_path / "holes.nii.gz", "--missing", "0.3")
+    run("inpaint", tmp_path / "holes.nii.gz", "--mask", tmp_path / "holes_mask.nii.gz", "-o",
+        tmp_path / "filled.nii.gz", "--noise-free", *FAST)
+    known = medip.load(tmp_path / "holes_mask.nii.gz").array != 0
+    filled, holes = (medip.load(tmp_path / f).array for f in ("filled.nii.gz", "holes.nii.gz"))
+    np.testing.assert_allclose(filled[known], holes[known], rtol=1e-6)  # exact voxels kept
+    run("simulate", "downsample", series, "-o", tmp_path / "low.nii.gz", "--factor", "2,2,1",
+        "--kernel", "box")
+    run("superres", tmp_path / "low.nii.gz", "--factor", "2,2,1", "--kernel", "box",
+        "--noise-free", "-o", tmp_path / "high.nii.gz", *FAST)
+    high, original = medip.load(tmp_path / "high.nii.gz"), medip.load(series)
+    assert high.shape == original.shape
+    np.testing.assert_allclose(high.affine, original.affine, atol=1e-4)
+    blocks = high.array.reshape(high.shape[0] // 2, 2, high.shape[1] // 2, 2, -1).mean((1, 3))
+    low = medip.load(tmp_path / "low.nii.gz").array
+    np.testing.assert_allclose(blocks, low, atol=1e-4 * np.ptp(low))  # the block means are kept
+    run("simulate", "ct", series, "-o", tmp_path / "sino.npy", "--angles", "20")
+    (tmp_path / "sino.json").rename(tmp_path / "geometry.json")  # geometry given explicitly
+    run("ct", tmp_path / "sino.npy", "--geometry", tmp_path / "geometry.json", "-o",
+        tmp_path / "ct", "--format", "dicom", *FAST)
+    assert len(list((tmp_path / "ct").iterdir())) == 5
+    run("mri", sample_dir / "mr_kspace_gre_2coil.npy", "--acceleration", "4", "-o",
+        tmp_path / "mri.nii.gz", "--ensemble", "2", *FAST)
+    assert medip.load(tmp_path / "mri.nii.gz").shape == (160, 160, 1)
+    record = json.loads((tmp_path / "mri.nii.gz.medip.json").read_text())
+    assert record["options"]["ensemble"] == 2 and record["steps_run"] == [40, 40]  # per member
+
+
+@pytest.fixture
+def scan_root(tmp_path, sample_dir):
+    """Two good series (DICOM, NIfTI), one corrupt DICOM file and one unsupported file."""
+    root = tmp_path / "root"
+    shutil.copytree(sample_dir / "ct_series_tiny", root / "ct")
+    brain = nib.load(sample_dir / "mr_brain_t1_2mm.nii.gz")
+    (root / "mr").mkdir()
+    crop = brain.get_fdata()[30:46, 40:56, 40:43].astype(np.float32)
+    nib.save(nib.Nifti1Image(crop, brain.affine), root / "mr" / "brain.nii.gz")
+    bad = pydicom.dcmread(root / "ct" / "2062")
+    bad.SeriesInstanceUID, bad.SOPInstanceUID = generate_uid(), generate_uid()
+    bad.save_as(root / "mr" / "bad.dcm")
+    data = (root / "mr" / "bad.dcm").read_bytes()
+    (root / "mr" / "bad.dcm").write_bytes(data[:-300])
+    (root / "mr" / "notes.txt").write_text("not a scan")
+    return root
+
+
+def test_batch_runs_every_series_resumes_and_retries(scan_root, tmp_path):
+    out = tmp_path / "out"
+    options = JobOptions(task="denoise", max_steps=30, progress=False)
+    counts = run_batch(scan_root, out, options, workers=2)
+    assert (counts["done"], counts["failed"], counts["skipped"]) == (2, 1, 1)
+    rows = read_manifest(out)
+    failed = next(r for r in rows.values() if r["status"] == "failed")
+    assert "bad.dcm" in failed["error"] and "truncated" in failed["error"]
+    assert (out / "ct" / "series5.nii.gz").is_file() and (out / "mr" / "brain.nii.gz").is_file()
+    assert not list(out.rglob(".*"))  # no temporary files left
+    again = run_batch(scan_root, out, options)
+    assert (again["already done"], again["done"], again["failed"]) == (2, 0, 1)
+    retried = run_batch(scan_root, out, options, retry_failed=True)
+    assert retried["failed"] == 1 and retried["done"] == 0
+    jobs = discover(scan_root, out)
+    assert len(shard(jobs, "1/2")) + len(shard(jobs, "2/2")) == len(jobs)
+    with pytest.raises(ValueError, match="K/N"):
+        shard(jobs, "3")
+
+
+def test_batch_sigterm_leaves_finished_outputs_and_an_honest_manifest(scan_root, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o", str(out),
+                             "--max-steps", "100000", "--stopper", "100000", "--quiet"],
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(6)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "interrupted" in stderr and "Traceback" not in stderr
+    rows = read_manifest(out)
+    assert all(r["status"] in ("skipped", "failed") for r in rows.values())
+    assert not list(out.rglob("*.nii.gz")) and not list(out.rglob(".*"))
+
+
+def test_batch_on_a_dask_cluster(scan_root, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        counts = run_batch(scan_root, tmp_path / "out", JobOptions(max_steps=20, progress=False),
+                           scheduler=cluster.scheduler_address)
+    assert (counts["done"], counts["failed"], counts["skipped"]) == (2, 1, 1)
+
+
+def test_monai_transform_keeps_metadata(sample_dir, tmp_path):
+    from monai.transforms import Compose, LoadImaged
+
+    from medip.integrations.monai import DeepImagePriord
+
+    path = tmp_path / "crop.nii.gz"
+    brain = nib.load(sample_dir / "mr_brain_t1_2mm.nii.gz")
+    nib.save(nib.Nifti1Image(brain.get_fdata()[30:46, 40:56, 40:48].astype(np.float32),
+                             brain.affine), path)
+    pipeline = Compose([LoadImaged("image", ensure_channel_first=True, image_only=True),
+                        DeepImagePriord("image", max_steps=20)])
+    out = pipeline({"image": str(path)})
+    assert out["image"].shape == (1, 16, 16, 8) and out["image_dip_variance"].shape == (1, 16, 16, 8)
+    np.testing.assert_allclose(np.asarray(out["image"].affine), brain.affine)
+
+
+def test_cli_reference_in_docs_is_in_sync():
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+    assert docs.read_text() == cli_reference(), "regenerate: medip --markdown > docs/cli.md"
+
+
+def test_cli_module_runs(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "medip.cli.main", "--version"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and medip.__version__ in done.stdout

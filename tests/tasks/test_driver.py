@@ -1,0 +1,164 @@
+"""The volume driver on real data: slices with warm starts, 3D, patches, geometry, and CT and MRI
+volumes from sinogram and k-space stacks."""
+
+import numpy as np
+import pytest
+import torch
+
+import medip
+from medip.engine import estimate
+from medip.engine.metrics import psnr
+from medip.reconstruct import _ramp, _starts, reconstruct_volume
+from medip.tasks import upsampled_affine
+
+
+@pytest.fixture(scope="module")
+def brain(sample_dir):
+    return medip.load(sample_dir / "mr_brain_t1_2mm.nii.gz")
+
+
+def noisy_crop(brain, region, sigma_fraction=50 / 255):
+    clean = brain.with_array(brain.array[region].copy())
+    rng = np.random.default_rng(0)
+    sigma = sigma_fraction * float(np.ptp(clean.array))
+    noise = rng.standard_normal(clean.shape).astype(np.float32) * sigma
+    return clean, clean.with_array(clean.array + noise)
+
+
+def gain(result, clean, noisy):
+    ref = torch.from_numpy(clean.array)
+    return psnr(torch.from_numpy(result.array), ref) - psnr(torch.from_numpy(noisy.array), ref)
+
+
+def test_slices_warm_start_denoise_keeps_geometry(brain):
+    clean, noisy = noisy_crop(brain, (slice(24, 72), slice(30, 78), slice(40, 46)))
+    res = reconstruct_volume(noisy, "denoise", "slices", max_steps=200, warm_steps=60,
+                             progress=False)
+    assert res.volume.shape == clean.shape and res.variance.shape == clean.shape
+    np.testing.assert_array_equal(res.volume.affine, noisy.affine)
+    assert res.steps_run[3] <= 200 and max(res.steps_run[:3] + res.steps_run[4:]) <= 60
+    assert gain(res.volume, clean, noisy) > 3
+    assert (res.variance.array >= 0).all()
+
+
+def test_default_warm_budget_never_exceeds_max_steps(brain):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    res = reconstruct_volume(noisy, "denoise", "slices", max_steps=5, progress=False)
+    assert max(res.steps_run) <= 5
+
+
+def test_3d_and_patches_modes(brain):
+    clean, noisy = noisy_crop(brain, (slice(30, 54), slice(40, 64), slice(36, 52)))
+    whole = reconstruct_volume(noisy, "denoise", "3d", max_steps=200, progress=False)
+    assert whole.volume.shape == clean.shape and gain(whole.volume, clean, noisy) > 2
+    patched = reconstruct_volume(noisy, "denoise", "patches", patch=16, overlap=4, max_steps=200,
+                                 warm_steps=60, progress=False)
+    assert len(patched.stop_steps) == 2 * 2 * 1
+    assert gain(patched.volume, clean, noisy) > 2
+
+
+@pytest.mark.parametrize("mode", ["slices", "3d"])
+def test_ensemble_is_the_mean_of_restorations_with_successive_seeds(brain, mode):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    run = dict(mode=mode, stopper=8, max_steps=8, warm_steps=8, progress=False)
+    singles = [reconstruct_volume(noisy, "denoise", seed=s, **run) for s in (4, 5)]
+    both = reconstruct_volume(noisy, "denoise", seed=4, ensemble=2, **run)
+    np.testing.assert_allclose(both.volume.array, (singles[0].volume.array
+                                                   + singles[1].volume.array) / 2, rtol=1e-6)
+    assert both.stop_steps == singles[0].stop_steps + singles[1].stop_steps
+    np.testing.assert_array_equal(both.volume.affine, noisy.affine)
+    with pytest.raises(ValueError, match="ensemble must be >= 1"):
+        reconstruct_volume(noisy, "denoise", ensemble=0, **run)
+
+
+def test_patch_grid_covers_the_volume_and_weights_never_vanish():
+    assert _starts(24, 16, 4) == [0, 8] and _starts(10, 16, 4) == [0] and _starts(40, 16, 4) == [0, 12, 24]
+    ramp = _ramp(16, 4)
+    assert float(ramp.min()) > 0 and float(ramp.max()) == 1 and torch.equal(ramp, ramp.flip(0))
+
+
+def test_superres_slices_gives_the_fine_grid(brain):
+    fine = brain.with_array(brain.array[30:62, 40:72, 45:47].copy())
+    coarse_array = fine.array.reshape(16, 2, 16, 2, 2).mean((1, 3))
+    coarse = fine.with_array(coarse_array, upsampled_affine(fine.affine, (0.5, 0.5, 1)))
+    res = reconstruct_volume(coarse, "superres", "slices", factors=(2, 2, 1), kernel="box",
+                             max_steps=30, warm_steps=10, progress=False)
+    assert res.volume.shape == fine.shape
+    np.testing.assert_allclose(res.volume.affine, fine.affine, atol=1e-9)
+
+
+def test_clear_errors(brain, monkeypatch):
+    small = brain.with_array(brain.array[:16, :16, :8].copy())
+    with pytest.raises(ValueError, match="needs mode='3d'"):
+        reconstruct_volume(small, "superres", "slices", factors=(1, 1, 2))
+    with pytest.raises(ValueError, match="voxel-wise task"):
+        reconstruct_volume(small, "superres", "patches")
+    with pytest.raises(ValueError, match="unknown mode"):
+        reconstruct_volume(small, "denoise", "tiles")
+    for slab in (2, 9):
+        with pytest.raises(ValueError, match="odd number of slices between 1 and 8"):
+            reconstruct_volume(small, "denoise", slab=slab)
+    with pytest.raises(ValueError, match="slab=3 needs a voxel-wise task"):
+        reconstruct_volume(small, "superres", slab=3)
+    bad = small.with_array(small.array.copy())
+    bad.array[3, 4, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        reconstruct_volume(bad, "denoise", "3d")
+    monkeypatch.setattr(estimate, "available_memory", lambda device: 1000)
+    with pytest.raises(MemoryError, match=r"3d mode needs about .* use mode='slices' or "
+                                          r"mode='patches'"):
+        reconstruct_volume(small, "denoise", "3d")
+
+
+class _FitCalled(Exception):
+    """Raised by the fit spy once it has seen the options."""
+
+
+@pytest.mark.parametrize("task, lr, residual", [("superres", 0.02, True), ("denoise", 0.01, False)])
+def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual):
+    from medip.app.options import JobOptions
+    seen = {}
+
+    def spy(*args, **options):
+        seen.update(options)
+        raise _FitCalled
+
+    monkeypatch.setattr("medip.reconstruct.fit", spy)
+    small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
+    with pytest.raises(_FitCalled):
+        reconstruct_volume(small, task, max_steps=2, progress=False)
+    assert (seen["lr"], seen["residual"]) == (lr, residual)
+    assert JobOptions(task=task).learning_rate() == lr
+
+
+def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
+    """Each fit sees 3 slices (clamped at the ends); a slice is the mean over the fits that saw
+    it. Stand-in fits return their measurement, with fit t's index as its variance."""
+    import types
+
+    seen = []
+
+    def identity_fits(problems, *args, **kwargs):
+        seen.extend(p.y.shape for p in problems)
+        return [types.SimpleNamespace(image=p.y, variance_map=torch.full_like(p.y, float(t)),
+                                      stop_step=0, steps_run=1, history={})
+                for t, p in enumerate(problems)]
+
+    monkeypatch.setattr("medip.reconstruct.fit_stack", identity_fits)
+    small = brain.with_array(brain.array[30:46, 40:52, 40:46].copy())
+    res = reconstruct_volume(small, "denoise", progress=False)  # slab 3 by default
+    assert seen == [(1, 3, 16, 12)] * 6
+    np.testing.assert_allclose(res.volume.array, small.array, rtol=1e-6)
+    # fits start at slices 0, 0, 1, 2, 3, 3: slice 2 is seen by fits 0-3, slice 5 by fits 4-5
+    np.testing.assert_allclose(res.variance.array[0, 0], [0.5, 1, 1.5, 3.5, 4, 4.5])
+    reconstruct_volume(small, "inpaint", mask=np.ones(small.shape), progress=False)
+    assert seen[-1] == (1, 1, 16, 12)  # inpainting keeps one slice per fit unless asked
+
+
+def test_inpaint_slabs_fill_from_neighbouring_slices(brain):
+    clean = brain.with_array(brain.array[28:60, 36:68, 44:48].copy())
+    known = np.random.default_rng(0).random(clean.shape) > 0.5
+    masked = clean.with_array(np.where(known, clean.array, 0).astype(np.float32))
+    res = reconstruct_volume(masked, "inpaint", mask=known, slab=3, max_steps=150, warm_steps=60,
+                             progress=False)
+    assert gain(res.volume, clean, masked) > 8
