@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -240,7 +241,11 @@ def _run_batch(args: argparse.Namespace) -> int:
           f"{Path(args.output) / 'manifest.jsonl'}")
     if counts.get("interrupted"):
         print("batch: interrupted; rerun the same command to resume", file=sys.stderr)
-    return EXIT_FAILED if counts["failed"] or counts.get("interrupted") else EXIT_OK
+    if counts.get("worker died"):
+        print("batch: a worker process died (killed or out of memory); its jobs were not "
+              "recorded: rerun the same command to complete them", file=sys.stderr)
+    failed = counts["failed"] or counts.get("interrupted") or counts.get("worker died")
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run_simulate(args: argparse.Namespace) -> int:
@@ -299,12 +304,18 @@ def _reference(parser: argparse.ArgumentParser) -> str:
     return "\n".join(parts)
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a scheduler or ``kill``) stops the work as Ctrl-C does: nothing half-written."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 success, 1 the work failed, 2 usage error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--markdown"]:
         print(cli_reference(), end="")
         return EXIT_OK
+    signal.signal(signal.SIGTERM, _terminate)  # before the heavy imports: a stop is clean anytime
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -316,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FAILURES as err:
         if getattr(args, "verbose", False):
             raise
-        print(f"medip: error: {err}", file=sys.stderr)
+        print(f"medip: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("medip: interrupted", file=sys.stderr)

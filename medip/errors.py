@@ -17,5 +17,15 @@ class MissingExtra(MedipError, ImportError):
     """An optional dependency is not installed; the message says which ``pip install``."""
 
 
+class OutputError(MedipError, OSError):
+    """An output that cannot be written (disk full, read-only or forbidden folder); nothing
+    half-written is left behind."""
+
+
+class OutOfMemory(MedipError, MemoryError):
+    """A reconstruction needs (or ran out of) more memory than the device has; the message
+    names the mode or option that would fit."""
+
+
 class FitDiverged(MedipError, FloatingPointError):
     """The loss became NaN or infinite during a fit."""

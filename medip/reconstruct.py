@@ -32,13 +32,17 @@ from .engine.fitting import Result, fit, member_seeds
 from .engine.nets import build_generator
 from .engine.progress import ProgressBar, progress_bar
 from .engine.stopping import FinalMean, Fixed, Stopper, WindowedVariance
-from .errors import InputError
+from .errors import InputError, OutOfMemory
 from .io.volume import Volume
 from .operators import LinearOperator
 from .tasks import Problem, Task, fit_defaults, make_task
 from .tasks.base import cut, region_of
 
 log = logging.getLogger("medip")
+# What to do when a mode's fits do not fit in memory.
+_HINTS = {"3d": "use mode='slices' or mode='patches'",
+          "patches": "use a smaller patch= size or mode='slices'",
+          "slices": "use a smaller generator preset (e.g. 'fast')"}
 
 
 @dataclass
@@ -143,12 +147,19 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     for member_seed in seeds:
         run = {**options, "seed": member_seed}
         check = check_memory and not members  # the same need for every member: checked once
-        if mode == "3d":
-            members.append(_whole(bound, budget, check, progress, run, ref))
-        elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
-            members.append(_by_slices(bound, axis, slab, budget, check, progress, run, ref))
-        else:
-            members.append(_by_patches(bound, patch, overlap, budget, check, progress, run, ref))
+        try:
+            if mode == "3d":
+                members.append(_whole(bound, budget, check, progress, run, ref))
+            elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
+                members.append(_by_slices(bound, axis, slab, budget, check, progress, run, ref))
+            else:
+                members.append(_by_patches(bound, patch, overlap, budget, check, progress, run,
+                                           ref))
+        except (torch.OutOfMemoryError, MemoryError) as err:
+            if isinstance(err, OutOfMemory):
+                raise
+            raise OutOfMemory(f"ran out of memory on {dev} in {mode} mode ("
+                              f"{str(err).splitlines()[0]}); {_HINTS[mode]}") from None
         if members[-1].interrupted:
             break
     image = sum(m.image for m in members) / len(members)
@@ -206,16 +217,14 @@ def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: b
     if not check:
         return None
     estimate = estimate_fit(preset, shape, device=dev)
-    log.info("%s mode: one fit of %s needs about %.2f GB and %.3f s per step (%.1f GB available)",
-             mode, tuple(shape), estimate.bytes_needed / 1e9, estimate.seconds_per_step,
-             estimate.bytes_available / 1e9)
+    fastest, slowest = estimate.seconds_range
+    log.info("%s mode: one fit of %s needs about %.2f GB (%.1f GB available) and %.3f s per "
+             "step (probe passes %.3f-%.3f s)", mode, tuple(shape), estimate.bytes_needed / 1e9,
+             estimate.bytes_available / 1e9, estimate.seconds_per_step, fastest, slowest)
     if not estimate.fits:
-        hint = {"3d": "use mode='slices' or mode='patches'",
-                "patches": "use a smaller patch= size or mode='slices'",
-                "slices": "use a smaller generator preset (e.g. 'fast')"}[mode]
-        raise MemoryError(f"{mode} mode needs about {estimate.bytes_needed / 1e9:.1f} GB for "
+        raise OutOfMemory(f"{mode} mode needs about {estimate.bytes_needed / 1e9:.1f} GB for "
                           f"{tuple(shape)} but {estimate.bytes_available / 1e9:.1f} GB are "
-                          f"available; {hint}")
+                          f"available; {_HINTS[mode]}")
     return estimate
 
 

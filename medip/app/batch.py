@@ -9,21 +9,29 @@ which they are, and nothing half-written.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import logging
 import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
+from ..engine.device import available_cpus, threads_per_worker
 from ..io.dicom_read import scan_series
 from ..io.registry import format_of, output_suffix, suffix_of
+from ..errors import InputError
 from .job import run_job
 from .options import JobOptions
 
 MANIFEST = "manifest.jsonl"
+LOCK = "manifest.lock"
+log = logging.getLogger("medip")
 
 
 @dataclass(frozen=True)
@@ -105,12 +113,14 @@ def _run_one(job: Job, options: JobOptions, threads: int | None) -> dict:
 
     if threads:
         torch.set_num_threads(threads)
+        options = replace(options, threads=threads)
     start = time.perf_counter()
     try:
         record = run_job(job.input, job.output, replace(options, series=job.series),
                          command_line=["medip", "batch", job.input], save_interrupted=False)
         return {"status": "done", "stop_step": record["stop_steps"], "error": None,
-                "seconds": round(time.perf_counter() - start, 2)}
+                "seconds": round(time.perf_counter() - start, 2), "threads": record["threads"],
+                "pid": os.getpid()}
     except KeyboardInterrupt:
         return {"status": "interrupted"}
     except Exception as err:  # one bad scan never stops the others
@@ -134,6 +144,37 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"{out} is inside the input folder {root}; choose an output outside it")
     out.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):
+        return _run_locked(root, out, options, workers, scheduler, shard_spec, retry_failed,
+                           on_row)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``OUT/manifest.lock`` for the run: a second batch on the same output folder is
+    refused at once (the OS releases the lock when a run dies, even by kill -9)."""
+    handle = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise InputError(f"{out}: another medip batch ({owner}) is writing there; wait for it "
+                         f"to finish or choose another output folder") from None
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+def _run_locked(root: Path, out: Path, options: JobOptions, workers: int,
+                scheduler: str | None, shard_spec: str | None, retry_failed: bool,
+                on_row: Callable[[dict], None] | None) -> dict:
     previous = read_manifest(out)
     jobs = shard(discover(root, out, options.format), shard_spec)
     counts = {"done": 0, "failed": 0, "skipped": 0, "already done": 0, "not run": 0}
@@ -173,6 +214,9 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
     except KeyboardInterrupt:
         counts["not run"] = sum(job.id not in recorded for job in todo)
         counts["interrupted"] = True
+    except BrokenProcessPool:  # a worker died (killed, out of memory): its jobs stay to do
+        counts["not run"] = sum(job.id not in recorded for job in todo)
+        counts["worker died"] = True
     finally:
         signal.signal(signal.SIGTERM, old_term)
         manifest.close()
@@ -185,11 +229,16 @@ def _raise_interrupt(signum, frame) -> None:
 
 def _run_local(jobs: list[Job], options: JobOptions, workers: int,
                record: Callable[[Job, dict], None]) -> None:
+    cpus = available_cpus()
+    if workers > cpus:
+        log.warning("--workers %d is more than the %d CPU(s) this process may use: running %d "
+                    "workers (more would slow every job down)", workers, cpus, cpus)
+        workers = cpus
+    threads = threads_per_worker(workers, options.threads)
     if workers <= 1:
         for job in jobs:
-            record(job, _run_one(job, options, options.threads))
+            record(job, _run_one(job, options, threads))
         return
-    threads = options.threads or max(1, (os.cpu_count() or 1) // workers)
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
     pending: dict[Future, Job] = {pool.submit(_run_one, job, options, threads): job
                                   for job in jobs}
@@ -224,6 +273,7 @@ def _run_dask(jobs: Iterable[Job], options: JobOptions, address: str,
 
 
 def summary(counts: dict) -> str:
-    return ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "interrupted")
+    return ", ".join(f"{v} {k}" for k, v in counts.items()
+                     if v and k not in ("interrupted", "worker died"))
 
 

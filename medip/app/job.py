@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..engine.device import fit_threads
 from ..io import Volume, load, load_sinogram, read_kspace, save, save_preview
 from ..io.api import derived_path
 from ..io.preview import default_window
@@ -112,6 +113,7 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         "command": command_line if command_line is not None else sys.argv,
         "input": str(source), "output": str(output), "options": asdict(options),
         "versions": versions(), "device": result.device, "seed": options.seed,
+        "threads": fit_threads(options.threads),
         "stop_steps": result.stop_steps, "steps_run": result.steps_run,
         "interrupted": result.interrupted,
         "seconds": round(time.perf_counter() - start, 3),

@@ -109,7 +109,8 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
             image the stopper would return at that step); it never influences stopping or the
             result.
         callbacks: called with a :class:`StepInfo` after every step.
-        threads: torch CPU threads for this fit (restored afterwards).
+        threads: torch CPU threads for this fit (restored afterwards); default torch's count
+            capped at the CPUs this process may use (affinity, cgroup quota, Slurm, OMP).
         keep_generator: also return the generator's final ``state_dict``.
         scale: the normalisation (physical units per network unit); default: a robust scale
             of ``A.pinv(y)``. The volume driver passes one scale for all slices of a volume.

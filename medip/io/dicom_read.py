@@ -203,15 +203,15 @@ def _read_series(path: Path, uid: str, headers: list[_Header], notes: list[str])
     distances = np.array([float(s[0] @ normal) for s in slices])
     _check_spacing(distances, slices)
 
-    pixels: dict[Path, np.ndarray] = {}
-    planes = []
+    pixels: dict[Path, tuple[np.ndarray, np.ndarray | None]] = {}
+    planes, pads = [], []
     for _, h, frame in slices:
         if h.path not in pixels:
-            pixels[h.path] = _read_pixels(h).astype(np.float32)
             slope, intercept = _rescale(h.ds)
-            pixels[h.path] = _to_physical(pixels[h.path], h, slope, intercept)
-        data = pixels[h.path]
+            pixels[h.path] = _to_physical(_read_pixels(h).astype(np.float32), h, slope, intercept)
+        data, pad = pixels[h.path]
         planes.append(data[frame] if frame is not None else data)
+        pads.append(None if pad is None else pad[frame] if frame is not None else pad)
     array = np.stack([p.T for p in planes], axis=-1)  # (columns i, rows j, slices k)
 
     affine_lps = np.eye(4)
@@ -227,12 +227,23 @@ def _read_series(path: Path, uid: str, headers: list[_Header], notes: list[str])
     meta = {"format": "dicom", "dicom_template": first, "series_uid": uid,
             "dicom_files": [str(h.path) for _, h, _ in slices], "notes": notes,
             "transfer_syntax": str(first.file_meta.get("TransferSyntaxUID", ""))}
+    if any(p is not None and p.any() for p in pads):
+        mask = np.stack([np.zeros(q.shape, bool) if p is None else p for p, q in
+                         zip(pads, planes)]).transpose(2, 1, 0)
+        meta["padding_mask"] = mask  # (i, j, k): where the source had PixelPaddingValue
     array = _clip_outside_fov(array, modality, meta, path)
     return Volume(array, LPS_TO_RAS @ affine_lps, modality=modality,
                   units="HU" if modality == "CT" else "", source=path, meta=meta)
 
 
-def _to_physical(stored: np.ndarray, h: _Header, slope: float, intercept: float) -> np.ndarray:
+def _to_physical(stored: np.ndarray, h: _Header, slope: float, intercept: float
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Stored values -> physical ones, and where the pixels are padding (None: no padding).
+
+    Padding pixels (``PixelPaddingValue``: no data there) keep the padding's own rescaled value
+    when it is at or below every real value (an MR series padded with 0 keeps a background of
+    0), else they get the smallest real value, so padding never looks like bright data.
+    """
     padding = h.ds.get("PixelPaddingValue")
     pad_mask = stored == float(padding) if padding is not None else None
     if str(h.ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":
@@ -241,8 +252,10 @@ def _to_physical(stored: np.ndarray, h: _Header, slope: float, intercept: float)
         stored = (-1 - stored) if h.ds.get("PixelRepresentation", 0) else (2 ** bits - 1 - stored)
     values = stored * slope + intercept
     if pad_mask is not None and pad_mask.any():
-        values[pad_mask] = values[~pad_mask].min() if (~pad_mask).any() else 0
-    return values
+        real = values[~pad_mask]
+        own = float(values[pad_mask].flat[0])
+        values[pad_mask] = own if not real.size or own <= real.min() else real.min()
+    return values, pad_mask
 
 
 def _clip_outside_fov(array: np.ndarray, modality: str, meta: dict, path: Path) -> np.ndarray:

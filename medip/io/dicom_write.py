@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from .atomic import current_umask
+from .atomic import current_umask, writing
 from .volume import LPS_TO_RAS, Volume
 
 SOP_CLASSES = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
@@ -44,12 +44,20 @@ def write_dicom_series(volume: Volume, folder: str | Path, description: str,
     if folder.exists() and any(folder.iterdir()) and not overwrite:
         raise FileExistsError(f"{folder} exists and is not empty; pass overwrite=True "
                               f"(or --overwrite) to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
     template = (like or volume).meta.get("dicom_template")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    with writing(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+        _write_series(volume, folder, tmp, template, description, like)
+    return folder
+
+
+def _write_series(volume: Volume, folder: Path, tmp: Path, template, description: str,
+                  like: Volume | None) -> None:
+    """The slices into ``tmp``, then ``tmp`` renamed to ``folder`` (removed on any failure)."""
     try:
-        for k, ds in enumerate(_slice_datasets(volume, template, description)):
+        for k, ds in enumerate(_slice_datasets(volume, template, description, like)):
             ds.save_as(tmp / f"{k + 1:04d}.dcm", enforce_file_format=True)
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
@@ -61,10 +69,16 @@ def write_dicom_series(volume: Volume, folder: str | Path, description: str,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return folder
 
 
-def _slice_datasets(volume: Volume, template, description: str):
+def _padding(volume: Volume, source: Volume | None) -> np.ndarray | None:
+    """Where the source series had padding (PixelPaddingValue), on the volume's grid."""
+    mask = (source or volume).meta.get("padding_mask")
+    return mask if mask is not None and mask.shape == volume.shape else None
+
+
+def _slice_datasets(volume: Volume, template, description: str,
+                    template_volume: Volume | None = None):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
@@ -73,8 +87,13 @@ def _slice_datasets(volume: Volume, template, description: str):
     row_dir, col_dir = col_step / np.linalg.norm(col_step), row_step / np.linalg.norm(row_step)
     normal = np.cross(row_dir, col_dir)
     thickness = abs(float(slice_step @ normal))
-    slope, intercept = int16_rescale(volume.array)
-    stored = np.clip(np.round((volume.array - intercept) / slope), -32768, 32767).astype(np.int16)
+    array, pad = volume.array, _padding(volume, template_volume)
+    if pad is not None:  # the source's padded voxels keep its background and are marked again
+        array = array.copy()
+        array[pad] = volume.array[pad].min() if template_volume is None else \
+            template_volume.array[pad].min()
+    slope, intercept = int16_rescale(array)
+    stored = np.clip(np.round((array - intercept) / slope), -32768, 32767).astype(np.int16)
     sop_class = SOP_CLASSES.get(volume.modality, SECONDARY_CAPTURE)
     series_uid = generate_uid()
     now = _dt.datetime.now()
@@ -113,5 +132,7 @@ def _slice_datasets(volume: Volume, template, description: str):
         ds.RescaleSlope, ds.RescaleIntercept = f"{slope:.10g}", f"{intercept:.10g}"
         if volume.units == "HU":
             ds.RescaleType = "HU"
+        if pad is not None:
+            ds.PixelPaddingValue = int(stored[pad].flat[0])
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
         yield ds

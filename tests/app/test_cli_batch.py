@@ -1,6 +1,7 @@
 """The command line, simulations, batch runs (local, resumable, Dask) and the MONAI transform."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -163,13 +164,38 @@ def test_batch_sigterm_leaves_finished_outputs_and_an_honest_manifest(scan_root,
     proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o", str(out),
                              "--max-steps", "100000", "--stopper", "100000", "--quiet"],
                             stderr=subprocess.PIPE, text=True)
-    time.sleep(6)
+    deadline = time.monotonic() + 120  # wait for the event: the run loop has begun
+    while "skipped" not in _text(out / "manifest.jsonl") and time.monotonic() < deadline:
+        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1 and "interrupted" in stderr and "Traceback" not in stderr
     rows = read_manifest(out)
     assert all(r["status"] in ("skipped", "failed") for r in rows.values())
     assert not list(out.rglob("*.nii.gz")) and not list(out.rglob(".*"))
+
+
+def _catches_sigterm(pid: int) -> bool:
+    status = open(f"/proc/{pid}/status").read()
+    caught = int(next(line.split()[1] for line in status.splitlines()
+                      if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+def _text(path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def test_sigterm_while_still_importing_is_a_clean_stop(scan_root, tmp_path):
+    proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o",
+                             str(tmp_path / "out"), "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60  # the event: medip has its SIGTERM handler (Linux /proc)
+    while not _catches_sigterm(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)  # its heavy modules are still loading
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "interrupted" in stderr and "Traceback" not in stderr
+    assert not list((tmp_path / "out").rglob("*.nii.gz"))
 
 
 def test_batch_on_a_dask_cluster(scan_root, tmp_path):
@@ -209,3 +235,92 @@ def test_cli_module_runs(tmp_path):
     done = subprocess.run([sys.executable, "-m", "medip.cli.main", "--version"], capture_output=True,
                           text=True)
     assert done.returncode == 0 and medip.__version__ in done.stdout
+
+
+def _children(pid: int) -> list[int]:
+    path = f"/proc/{pid}/task/{pid}/children"
+    return [int(c) for c in open(path).read().split()] if os.path.exists(path) else []
+
+
+def test_kill_9_of_a_worker_keeps_the_manifest_true_and_a_rerun_completes(scan_root, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o", str(out),
+                             "--workers", "2", "--max-steps", "100000", "--stopper", "100000",
+                             "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while "skipped" not in _text(out / "manifest.jsonl") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = []
+    while len(workers) < 2 and time.monotonic() < deadline:
+        workers = _children(proc.pid)
+        time.sleep(0.05)
+    os.kill(workers[0], signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "a worker process died" in stderr and "Traceback" not in stderr
+    assert all(r["status"] in ("skipped", "failed") for r in read_manifest(out).values())
+    assert not list(out.rglob("*.nii.gz"))
+    counts = run_batch(scan_root, out, JobOptions(max_steps=10, progress=False))
+    assert counts["done"] == 2 and counts["failed"] == 1  # the corrupt DICOM file, as before
+
+
+def test_two_batch_runs_on_one_output_folder_do_not_clobber(scan_root, tmp_path):
+    from medip.app.batch import output_lock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with output_lock(out):  # a first run holds the folder
+        with pytest.raises(ValueError, match=r"another medip batch \(pid \d+\) is writing there"):
+            run_batch(scan_root, out, JobOptions(max_steps=5, progress=False))
+    assert not (out / "manifest.jsonl").exists()
+    assert run_batch(scan_root, out, JobOptions(max_steps=5, progress=False))["done"] == 2
+
+
+def test_an_input_that_vanishes_during_a_run_fails_alone_and_new_ones_wait(scan_root, tmp_path):
+    brain = scan_root / "mr" / "brain.nii.gz"
+    moved = tmp_path / "brain.nii.gz"
+
+    def change_the_folder(row):
+        if row["status"] == "skipped" and brain.exists():
+            shutil.move(brain, moved)  # gone before its job runs
+            shutil.copy(moved, scan_root / "mr" / "late.nii.gz")  # arrives during the run
+
+    counts = run_batch(scan_root, tmp_path / "out", JobOptions(max_steps=5, progress=False),
+                       on_row=change_the_folder)
+    rows = read_manifest(tmp_path / "out")
+    assert rows["mr/brain.nii.gz"]["status"] == "failed"
+    assert "no such file" in rows["mr/brain.nii.gz"]["error"] and "mr/late.nii.gz" not in rows
+    assert counts["done"] == 1
+    assert run_batch(scan_root, tmp_path / "out", JobOptions(max_steps=5, progress=False))[
+        "done"] == 1  # the next run picks up the new scan
+
+
+def test_more_workers_than_cpus_are_capped_and_threads_recorded(scan_root, tmp_path, caplog,
+                                                                monkeypatch):
+    monkeypatch.setattr("medip.app.batch.available_cpus", lambda: 1)
+    with caplog.at_level("WARNING", logger="medip"):
+        run_batch(scan_root, tmp_path / "out", JobOptions(max_steps=5, progress=False), workers=4)
+    assert "--workers 4 is more than the 1 CPU(s)" in caplog.text
+    done = [r for r in read_manifest(tmp_path / "out").values() if r["status"] == "done"]
+    assert len(done) == 2 and all(r["threads"] == 1 for r in done)
+
+
+def test_threads_follow_the_cpus_this_process_may_use(monkeypatch):
+    from medip.engine import device
+
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(device, "_cgroup_quota", lambda: None)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+    assert device.available_cpus() == 3
+    monkeypatch.setattr(device, "_cgroup_quota", lambda: 2.0)  # a container's quota
+    assert device.available_cpus() == 2 and device.threads_per_worker(2) == 1
+    assert device.threads_per_worker(2, threads=4) == 4
+
+
+def test_cgroup_quota_files_are_read(tmp_path):
+    from medip.engine.device import _cgroup_quota
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_quota(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_quota(tmp_path) is None

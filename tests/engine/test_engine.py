@@ -253,3 +253,26 @@ def test_replay_gives_the_step_the_stopper_returns():
             recorder.update(i, x)
         next(i for i, x in enumerate(outputs) if live.update(i, x))
         assert make().replay(recorder.history) == live.best_step
+
+
+def test_progress_without_a_terminal_is_a_log_line_now_and_then(caplog, monkeypatch):
+    from medip.engine import progress
+
+    monkeypatch.setattr(progress.sys.stderr, "isatty", lambda: False)
+    bar = progress.progress_bar(100, "slices", None, unit="fit")
+    assert isinstance(bar, progress.LogProgress)
+    bar.every = 0.0
+    with caplog.at_level("INFO", logger="medip"):
+        bar.set_postfix(loss="0.01", var="0.002")
+        bar.update(25)
+    assert "slices: fit 25/100" in caplog.text and "left, loss 0.01, var 0.002" in caplog.text
+    assert not isinstance(progress.progress_bar(5, "x", False), progress.LogProgress)
+
+
+def test_the_time_estimate_is_the_median_of_several_passes(monkeypatch):
+    from medip.engine import estimate
+
+    ticks = iter([0, 1, 0, 1, 0, 100, 0, 1, 0, 1])  # one pass of five stalls (a busy machine)
+    monkeypatch.setattr(estimate.time, "perf_counter", lambda: next(ticks))
+    result = estimate.estimate_fit("fast", (64, 64))
+    assert result.seconds_per_step == 1 and result.seconds_range == (1, 100)

@@ -227,3 +227,29 @@ def test_outputs_get_normal_permissions(series, tmp_path):
     assert medip.save(vol, tmp_path / "v.nii.gz").stat().st_mode & 0o777 == expected
     folder = medip.save(vol, tmp_path / "dicom", format="dicom")
     assert folder.stat().st_mode & 0o777 == 0o777 & ~current_umask()
+
+
+def test_pixel_padding_keeps_its_background_and_survives_a_dicom_round_trip(series, tmp_path):
+    """An MR-style series padded with 0 (real values 1 and up) keeps a background of 0, and a
+    derived series marks the same voxels as padding again."""
+    for path in series.iterdir():
+        ds = pydicom.dcmread(path)
+        pixels = ds.pixel_array.astype(np.int32)
+        pixels = (pixels - pixels.min() + 1).astype(np.uint16)  # real data: 1 and above
+        pixels[:, :3] = 0  # three padded columns
+        ds.PixelRepresentation, ds.Modality = 0, "MR"
+        ds.RescaleSlope, ds.RescaleIntercept, ds.PixelPaddingValue = 1, 0, 0
+        ds.PixelData = pixels.tobytes()
+        ds.save_as(path)
+    vol = medip.load(series)
+    assert (vol.array[:3] == 0).all() and vol.array[3:].min() >= 1  # not filled with 1
+    assert vol.meta["padding_mask"][:3].all() and not vol.meta["padding_mask"][3:].any()
+    result = vol.with_array(vol.array + 7.5)  # a restoration changes every voxel
+    medip.save(result, tmp_path / "derived", format="dicom", like=vol)
+    derived = medip.load(tmp_path / "derived")
+    first = pydicom.dcmread(sorted((tmp_path / "derived").iterdir())[0])
+    assert "PixelPaddingValue" in first
+    step = float(first.RescaleSlope)  # one int16 storage step
+    np.testing.assert_allclose(derived.array[:3], 0, atol=step)
+    np.testing.assert_allclose(derived.array[3:], result.array[3:], atol=step)
+    assert derived.meta["padding_mask"][:3].all()

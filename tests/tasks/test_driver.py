@@ -162,3 +162,15 @@ def test_inpaint_slabs_fill_from_neighbouring_slices(brain):
     res = reconstruct_volume(masked, "inpaint", mask=known, slab=3, max_steps=150, warm_steps=60,
                              progress=False)
     assert gain(res.volume, clean, masked) > 8
+
+
+def test_running_out_of_memory_mid_fit_names_the_mode_that_would_fit(brain, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore")
+
+    monkeypatch.setattr("medip.reconstruct.fit", exhausted)
+    small = brain.with_array(brain.array[:16, :16, :8].copy())
+    with pytest.raises(MemoryError, match=r"ran out of memory on cpu in 3d mode \(CUDA out of "
+                                          r"memory. Tried to allocate 2.00 GiB\); use "
+                                          r"mode='slices' or mode='patches'"):
+        reconstruct_volume(small, "denoise", "3d", progress=False)
