@@ -316,13 +316,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(cli_reference(), end="")
         return EXIT_OK
     signal.signal(signal.SIGTERM, _terminate)  # before the heavy imports: a stop is clean anytime
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not hasattr(args, "run"):
-        parser.print_help()
-        return EXIT_USAGE
-    _setup_logging(args)
+    args = None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not hasattr(args, "run"):
+            parser.print_help()
+            return EXIT_USAGE
+        _setup_logging(args)
         return args.run(args)
     except FAILURES as err:
         if getattr(args, "verbose", False):

@@ -212,10 +212,11 @@ def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, o
                max_steps=budget.warm, **{**options, "generator": gen})
 
 
-def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: bool, mode: str
-                  ) -> Estimate | None:
-    if not check:
-        return None
+def check_memory_for(preset: str, shape: Sequence[int], device: str | torch.device, mode: str
+                     ) -> Estimate:
+    """Estimate one fit of ``preset`` on ``shape`` and raise :class:`~medip.errors.OutOfMemory`
+    (naming the mode that would fit) when it needs more memory than ``device`` has."""
+    dev = pick_device(device)
     estimate = estimate_fit(preset, shape, device=dev)
     fastest, slowest = estimate.seconds_range
     log.info("%s mode: one fit of %s needs about %.2f GB (%.1f GB available) and %.3f s per "
@@ -226,6 +227,11 @@ def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: b
                           f"{tuple(shape)} but {estimate.bytes_available / 1e9:.1f} GB are "
                           f"available; {_HINTS[mode]}")
     return estimate
+
+
+def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: bool, mode: str
+                  ) -> Estimate | None:
+    return check_memory_for(preset, shape, dev, mode) if check else None
 
 
 def _whole(task: Task, budget: _Budget, check_memory: bool, progress: bool | None,

@@ -234,7 +234,7 @@ def _run_local(jobs: list[Job], options: JobOptions, workers: int,
         log.warning("--workers %d is more than the %d CPU(s) this process may use: running %d "
                     "workers (more would slow every job down)", workers, cpus, cpus)
         workers = cpus
-    threads = threads_per_worker(workers, options.threads)
+    threads = threads_per_worker(workers, options.threads, cpus)
     if workers <= 1:
         for job in jobs:
             record(job, _run_one(job, options, threads))

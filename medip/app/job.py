@@ -20,16 +20,19 @@ import numpy as np
 import torch
 
 from ..engine.device import fit_threads
-from ..io import Volume, load, load_sinogram, read_kspace, save, save_preview
+from ..io import Volume, header_shape, load, load_sinogram, read_kspace, save, save_preview
 from ..io.api import derived_path
 from ..io.preview import default_window
-from ..reconstruct import VolumeResult, reconstruct_volume
+from ..reconstruct import VolumeResult, check_memory_for, reconstruct_volume
 from ..tasks import CT, MRI, Task, make_task
 from .options import JobOptions
 from .provenance import sha256, sidecar_of, versions, write_sidecar
 
 
 def _scan(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
+    shape = header_shape(source)
+    if options.mode == "3d" and shape is not None:  # refuse before reading gigabytes
+        check_memory_for(options.preset, shape, options.device, "3d")
     volume = load(source, series=options.series, frame=options.frame)
     if options.task == "denoise":
         return make_task("denoise", volume), [source]

@@ -79,9 +79,10 @@ def _cgroup_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
         return None
 
 
-def threads_per_worker(workers: int, threads: int | None = None) -> int:
-    """Threads for each of ``workers`` processes sharing this process's CPUs (at least 1):
-    ``threads`` when given, else an equal share of :func:`available_cpus`."""
+def threads_per_worker(workers: int, threads: int | None = None, cpus: int | None = None
+                       ) -> int:
+    """Threads for each of ``workers`` processes sharing ``cpus`` (default
+    :func:`available_cpus`), at least 1: ``threads`` when given, else an equal share."""
     if threads:
         return threads
-    return max(1, available_cpus() // max(workers, 1))
+    return max(1, (cpus or available_cpus()) // max(workers, 1))

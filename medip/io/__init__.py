@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .._lazy import lazy_attributes
 
-_WHERE = {"load": "api", "save": "api", "atomic_write": "atomic", "DicomError": "dicom_read",
+_WHERE = {"load": "api", "save": "api", "header_shape": "api", "atomic_write": "atomic", "DicomError": "dicom_read",
           "KSpace": "kspace", "load_kspace": "kspace", "read_kspace": "kspace",
           "save_preview": "preview", "Sinogram": "sinogram", "load_sinogram": "sinogram",
           "save_sinogram": "sinogram", "sidecar_path": "sinogram", "Volume": "volume"}

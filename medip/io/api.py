@@ -40,6 +40,21 @@ def load(path: str | Path, series: str | int | None = None, frame: int | None = 
     return read_dicom(path, series)
 
 
+def header_shape(path: str | Path) -> tuple[int, ...] | None:
+    """The voxel grid of a NIfTI file from its header alone (no voxels read), else None: lets
+    a job refuse a volume too large for its mode before loading gigabytes."""
+    path = Path(path)
+    fmt = format_of(path) if path.is_file() else None
+    if fmt is None or fmt.name != "nifti":
+        return None
+    import nibabel as nib
+
+    try:
+        return tuple(int(n) for n in nib.load(path).shape[:3])
+    except Exception:  # unreadable headers are reported by load() itself
+        return None
+
+
 def protected_folders(*volumes: Volume | None) -> list[Path]:
     """Folders medip never writes into: those holding a DICOM input series."""
     folders = []

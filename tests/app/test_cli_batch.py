@@ -324,3 +324,19 @@ def test_cgroup_quota_files_are_read(tmp_path):
     assert _cgroup_quota(tmp_path) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
     assert _cgroup_quota(tmp_path) is None
+
+
+def test_a_2_gb_nifti_is_refused_for_3d_before_it_is_read(tmp_path):
+    header = nib.Nifti1Header()
+    header.set_data_shape((1024, 1024, 512))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    path = tmp_path / "huge.nii"
+    with open(path, "wb") as f:  # a sparse 2 GiB file: the header is real, the voxels are holes
+        f.write(header.binaryblock + b"\0" * (352 - len(header.binaryblock)))
+        f.truncate(352 + 1024 * 1024 * 512 * 4)
+    start = time.monotonic()
+    err = run("denoise", path, "-o", tmp_path / "out.nii.gz", "--mode", "3d", check_rc=1)
+    error = err.stderr.strip().splitlines()[-1]  # after the estimate's log line
+    assert error.startswith("medip: error: 3d mode needs about") and "Traceback" not in err.stderr
+    assert "use mode='slices' or mode='patches'" in error and time.monotonic() - start < 30

@@ -128,11 +128,13 @@ def test_ensemble_is_the_mean_of_its_members_seeds(ct_crop):
 def test_x2_super_resolution_beats_bicubic(ct_crop):
     A = Downsample(2, kernel="bicubic")
     y = A(ct_crop)
-    # noise-free: no noise to overfit, so a fixed budget; the variance stopper would take the
-    # early plateau where the correction to bicubic is still zero
-    res = medip.fit(A, y, residual=True, lr=0.02, stopper=300, seed=0)
+    # noise-free: no noise to overfit, so a fixed budget past the early plateau where the
+    # correction to bicubic is still zero. 300 steps ended inside it, where the gain was luck
+    # (0.05-1.2 dB over seeds, thread counts and environments); at 600 steps seeds 0-3 and 1 or 2
+    # threads gave 1.28-1.76 dB.
+    res = medip.fit(A, y, residual=True, lr=0.02, stopper=600, seed=0)
     gain = psnr(res.image, ct_crop) - psnr(A.pinv(y), ct_crop)
-    assert res.image.shape == ct_crop.shape and gain > 0.3, gain
+    assert res.image.shape == ct_crop.shape and gain > 0.8, gain
 
 
 def test_3d_generator_denoises_a_brain_crop(sample_dir):
