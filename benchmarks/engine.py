@@ -14,7 +14,6 @@ shipped rule returns.
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 import time

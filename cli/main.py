@@ -67,7 +67,7 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
     g = p.add_argument_group("shared options")
     g.add_argument("--config", metavar="FILE.toml", help="read options from a TOML file; flags "
                    "on the command line override it")
-    g.add_argument("--device", help=f"auto (default: CUDA if present), cpu, cuda, cuda:1")
+    g.add_argument("--device", help="auto (default: CUDA if present), cpu, cuda, cuda:1")
     g.add_argument("--seed", type=int, help=f"random seed (default {defaults.SEED}); same seed, "
                    f"same output on CPU")
     g.add_argument("--ensemble", type=int, metavar="N", help=f"reconstruct N times (seeds seed.."

@@ -10,7 +10,7 @@ their neighbours as channels, patches, or everything) and never asks which task 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ClassVar, Sequence
 
 import numpy as np
