@@ -158,8 +158,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
         except (torch.OutOfMemoryError, MemoryError) as err:
             if isinstance(err, OutOfMemory):
                 raise
-            raise OutOfMemory(f"ran out of memory on {dev} in {mode} mode ("
-                              f"{str(err).splitlines()[0]}); {_HINTS[mode]}") from None
+            cause = (str(err).splitlines() or [type(err).__name__])[0]
+            raise OutOfMemory(f"ran out of memory on {dev} in {mode} mode ({cause}); "
+                              f"{_HINTS[mode]}") from None
         if members[-1].interrupted:
             break
     image = sum(m.image for m in members) / len(members)
