@@ -2,6 +2,7 @@
 
     python -m benchmarks.engine presets   # s/step, peak RSS, PSNR curve per preset (2D 256^2, 3D 64^3)
     python -m benchmarks.engine gap       # early-stopping gap on 6 cases: detected vs oracle PSNR
+    python -m benchmarks.engine layout    # s/step of each preset in NCHW vs channels-last
     python -m benchmarks.engine volume    # warm vs cold slices on 16 brain slices
     python -m benchmarks.engine full-volume [3D_STEPS]   # 91x109x91 brain: slices vs one 3D fit
 
@@ -132,6 +133,44 @@ def gap() -> None:
     write_results("stopping-gap", rows, list(rows[0]))
 
 
+def layout() -> None:
+    """Seconds per step of each preset in NCHW against channels-last (NHWC), same process,
+    interleaved, median of the steps after a warm-up; 2D 128^2/256^2/512^2 and 3D 48^3."""
+    rows = []
+    for preset, shape, steps in [("fast", (128, 128), 30), ("fast", (256, 256), 20),
+                                 ("fast", (512, 512), 10), ("fast", (48, 48, 48), 8),
+                                 ("skip", (256, 256), 10), ("decoder", (256, 256), 10)]:
+        times = {False: [], True: []}
+        for _ in range(2):
+            for last in (False, True):
+                times[last].append(_step_time(preset, shape, last, steps))
+        nchw, nhwc = min(times[False]), min(times[True])
+        rows.append({"preset": preset, "size": "x".join(map(str, shape)), "nchw_s": nchw,
+                     "channels_last_s": nhwc, "speedup": nchw / nhwc})
+        print(rows[-1], flush=True)
+    write_results("layout", rows, list(rows[0]))
+
+
+def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int) -> float:
+    from medip.engine.nets import build_network
+
+    torch.manual_seed(0)
+    net = build_network(preset, len(shape), 1)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last if len(shape) == 2
+                     else torch.channels_last_3d)
+    gen = medip.engine.nets.Generator(net, shape)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=0.01)
+    target, times = torch.randn(1, 1, *shape), []
+    for _ in range(steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        (gen(1 / 30) - target).square().mean().backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))
+
+
 def volume() -> None:
     """16 brain slices: each from scratch (cold) vs the driver's warm starts, same budget.
 
@@ -196,4 +235,5 @@ if __name__ == "__main__":
     if command == "one-preset":
         print(json.dumps(one_preset(sys.argv[2], int(sys.argv[3]))))
     else:
-        {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume}[command]()
+        {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume,
+         "layout": layout}[command]()

@@ -30,12 +30,14 @@ LEAKY = ("leakyrelu", {"negative_slope": 0.2, "inplace": True})
 
 @dataclass(frozen=True)
 class SkipConfig:
-    """The hourglass's widths per scale (finest first) and its input channel count."""
+    """The hourglass's widths per scale (finest first) and its input channel count;
+    ``channels_last``: run 2D fits in the NHWC memory layout (see :data:`PRESETS`)."""
 
     down: Sequence[int]
     up: Sequence[int]
     skip: Sequence[int]
     input_channels: int = 32
+    channels_last: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,18 @@ class DecoderConfig:
     channels: int = 64
     depth: int = 4
     input_channels: int = field(default=0)  # 0 = same as channels
+    channels_last: bool = False
 
 
+# channels_last: the NHWC layout's speed per 2D step on the 2-core CPU, against NCHW
+# (python -m benchmarks.engine layout, benchmarks/results/2026-12-02-vm-layout.md): fast 1.23x
+# at 256^2 (1.30x at 128^2, 1.40x at 512^2), decoder 1.20x; skip 1.07x here and 0.93x in a first
+# probe, so off; skip-paper unmeasured, off. 3D keeps NCDHW (fast at 48^3: 0.86x).
 PRESETS: dict[str, SkipConfig | DecoderConfig] = {
     "skip-paper": SkipConfig((128,) * 5, (128,) * 5, (4,) * 5, 32),
     "skip": SkipConfig((16, 32, 64, 128, 128), (16, 32, 64, 128, 128), (4,) * 5, 32),
-    "fast": SkipConfig((16, 32, 32, 48), (16, 32, 32, 48), (4,) * 4, 8),
-    "decoder": DecoderConfig(64, 4),
+    "fast": SkipConfig((16, 32, 32, 48), (16, 32, 32, 48), (4,) * 4, 8, channels_last=True),
+    "decoder": DecoderConfig(64, 4, channels_last=True),
 }
 
 
@@ -211,4 +218,6 @@ def build_generator(generator: str | nn.Module, out_shape: Sequence[int], out_ch
         with torch.random.fork_rng(devices=[]):  # seeded weights, caller's RNG untouched
             torch.manual_seed(seed)
             net = build_network(generator, len(out_shape), out_channels)
+        if len(out_shape) == 2 and PRESETS[generator].channels_last:
+            net = net.to(memory_format=torch.channels_last)
     return Generator(net, out_shape, batch=batch, seed=seed)

@@ -36,7 +36,7 @@ def _readme_demo_figures() -> dict:
 
     text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     psnr = re.search(r"PSNR (\d+\.\d+) -> (\d+\.\d+) dB,\s+SSIM (\d\.\d+) -> (\d\.\d+)", text)
-    step = re.search(r"best window at step (\d+) of its (\d+)-step budget", text)
+    step = re.search(r"stopped at step (\d+) after (\d+) of its", text)
     return {"psnr_noisy_db": float(psnr[1]), "psnr_denoised_db": float(psnr[2]),
             "ssim_noisy": float(psnr[3]), "ssim_denoised": float(psnr[4]),
             "stop_step": int(step[1]), "steps_run": int(step[2])}
