@@ -340,3 +340,22 @@ def test_a_2_gb_nifti_is_refused_for_3d_before_it_is_read(tmp_path):
     error = err.stderr.strip().splitlines()[-1]  # after the estimate's log line
     assert error.startswith("medip: error: 3d mode needs about") and "Traceback" not in err.stderr
     assert "use mode='slices' or mode='patches'" in error and time.monotonic() - start < 30
+
+
+def test_ct_3d_and_multi_slice_mri_through_the_command_line(tmp_path, sample_dir, kspace_2coil):
+    import h5py
+
+    series = sample_dir / "ct_series_tiny"
+    run("simulate", "ct", series, "-o", tmp_path / "sino.npy", "--angles", "16")
+    run("ct", tmp_path / "sino.npy", "--mode", "3d", "-o", tmp_path / "ct.nii.gz", *FAST)
+    ct = medip.load(tmp_path / "ct.nii.gz")
+    assert ct.shape == (16, 16, 5) and ct.spacing[0] == pytest.approx(medip.load(series).spacing[0])
+    err = run("ct", tmp_path / "sino.npy", "--mode", "patches", "-o", tmp_path / "p.nii.gz",
+              check_rc=2)
+    assert "invalid choice: 'patches'" in err.stderr
+    with h5py.File(tmp_path / "raw.h5", "w") as f:
+        f["kspace"] = np.stack([kspace_2coil.numpy()] * 3)
+    run("mri", tmp_path / "raw.h5", "--acceleration", "4", "-o", tmp_path / "mr.nii.gz", *FAST)
+    assert medip.load(tmp_path / "mr.nii.gz").shape == (160, 160, 3)
+    record = json.loads((tmp_path / "mr.nii.gz.medip.json").read_text())
+    assert len(record["stop_steps"]) == 3 and record["threads"] >= 1
