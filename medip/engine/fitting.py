@@ -1,7 +1,7 @@
 """The DIP fitting loop: one engine for every operator (it never knows which).
 
 ``fit(A, y)`` fits a generator ``f_theta(z)`` so that ``A f_theta(z)`` explains ``y``, stopping
-automatically (see :mod:`medip.stopping`). Data are normalised by a robust scale of the direct
+automatically (see :mod:`medip.engine.stopping`). Data are normalised by a robust scale of the direct
 reconstruction ``A.pinv(y)`` and the result is mapped back to the input's physical units.
 """
 
