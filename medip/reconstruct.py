@@ -37,6 +37,7 @@ from .io.volume import Volume
 from .operators import LinearOperator
 from .tasks import Problem, Task, fit_defaults, make_task
 from .tasks.base import cut, region_of
+from .tasks.specs import VOXELWISE
 
 log = logging.getLogger("medip")
 # What to do when a mode's fits do not fit in memory.
@@ -126,8 +127,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
         raise InputError(f"unknown mode {mode!r}; choose one of {defaults.MODES}")
     if mode not in spec.modes:
         if mode == "patches":
-            raise InputError(f"mode='patches' needs a voxel-wise task (denoise, inpaint); use "
-                             f"mode='slices' or '3d' for {spec.name!r}")
+            raise InputError(f"mode='patches' needs a voxel-wise task ({', '.join(VOXELWISE)});"
+                             f" use mode='slices' or '3d' for {spec.name!r}")
         raise InputError(f"mode={mode!r} does not apply to {spec.name!r}; use one of "
                          f"{spec.modes}")
     if noise_free and not spec.noise_free:
@@ -258,7 +259,7 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
     if slab is None:
         slab = spec.slab if depth >= spec.slab else 1
     if slab > 1 and not spec.voxelwise:
-        raise InputError(f"slab={slab} needs a voxel-wise task (denoise, inpaint), not "
+        raise InputError(f"slab={slab} needs a voxel-wise task ({', '.join(VOXELWISE)}), not "
                          f"{spec.name!r}; use slab=1")
     if slab < 1 or slab % 2 == 0 or slab > depth:
         raise InputError(f"slab must be an odd number of slices between 1 and {depth}, got "

@@ -60,6 +60,8 @@ SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
 )}
 #: The named tasks (the command line's commands).
 TASKS = tuple(SPECS)
+#: The tasks whose volumes may be cut into patches and slabs.
+VOXELWISE = tuple(name for name in TASKS if SPECS[name].voxelwise)
 #: A scan measured through a user's own operator (``reconstruct_volume(scan, A, mode="3d")``).
 SPECS["operator"] = TaskSpec("operator", "a scan measured through a given operator", _SCAN,
                              modes=("3d",))

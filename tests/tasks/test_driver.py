@@ -95,6 +95,9 @@ def test_clear_errors(brain, monkeypatch):
         reconstruct_volume(small, "superres", "patches")
     with pytest.raises(ValueError, match="unknown mode"):
         reconstruct_volume(small, "denoise", "tiles")
+    from medip.operators import Identity
+    with pytest.raises(ValueError, match=r"mode='slices' does not apply to 'operator'"):
+        reconstruct_volume(small, Identity(), "slices")
     for slab in (2, 9):
         with pytest.raises(ValueError, match="odd number of slices between 1 and 8"):
             reconstruct_volume(small, "denoise", slab=slab)
