@@ -6,20 +6,25 @@ composes with ``@`` and scalars.
 """
 
 from .base import Identity, LinearOperator
-from .coils import CoilMaps, acs_lines, estimate_sensitivities
+from .coils import (CoilMaps, acs_lines, compression, espirit, estimate_sensitivities, mix_coils,
+                    whitening)
 from .downsample import KERNELS, Downsample
 from .fourier import (Fourier, centered_fft, centered_ifft, channels_to_complex,
                       complex_to_channels, root_sum_of_squares)
 from .mask import Mask
+from .nufft import NUFFT, pipe_menon_dcf
 from .noise import PhotonCounts, gaussian, poisson
 from .sampling import (SamplingMask, cartesian_mask, radial_mask, random_pixel_mask, scribble_mask,
                     text_mask, variable_density_mask)
 from .radon import FILTERS, Radon
+from .trajectories import golden_angle_radial, keep_shots, variable_density_spiral
 
 __all__ = [
     "LinearOperator", "Identity", "Mask", "Downsample", "KERNELS", "Radon", "FILTERS", "Fourier",
     "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",
-    "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson",
+    "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson", "NUFFT",
+    "pipe_menon_dcf", "espirit", "whitening", "compression", "mix_coils", "golden_angle_radial",
+    "variable_density_spiral", "keep_shots",
 ]

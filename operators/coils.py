@@ -59,3 +59,96 @@ def estimate_sensitivities(kspace: torch.Tensor, calibration_lines: int, thresho
     support = rss[0] > threshold * rss.max()
     maps = torch.where(support, low / rss.clamp_min(torch.finfo(rss.dtype).tiny), 0)
     return CoilMaps(maps, support)
+
+
+def espirit(calibration: torch.Tensor, shape: tuple[int, ...], kernel: int = 6,
+            threshold: float = 0.02, crop: float = 0.95, rows_per_block: int = 16) -> CoilMaps:
+    """ESPIRiT coil sensitivities (Uecker et al. 2014) from a fully sampled calibration region.
+
+    ``calibration``: centred k-space ``(coils, *cal)`` (2D), e.g. the central 24x24 samples;
+    ``shape``: the image matrix. The calibration matrix of all ``kernel`` x ``kernel`` patches
+    is factorised; its row space (singular values above ``threshold`` times the largest) defines,
+    at each pixel, a coils x coils operator whose eigenvector of eigenvalue 1 is the sensitivity
+    vector. Pixels whose largest eigenvalue is below ``crop`` are outside the object (the
+    ``support``, maps zero there). Maps have unit norm over coils and the first coil's phase
+    removed. The per-pixel operator is evaluated ``rows_per_block`` image rows at a time, so
+    memory stays at coils^2 x rows x width.
+    """
+    if not isinstance(calibration, torch.Tensor) or not calibration.is_complex() \
+            or calibration.ndim != 3:
+        raise ValueError("espirit: calibration must be complex k-space (coils, H, W)")
+    coils, *cal = calibration.shape
+    if min(cal) < kernel + 2:
+        raise ValueError(f"espirit: a calibration region of {tuple(cal)} is too small for a "
+                         f"{kernel}x{kernel} kernel; acquire more central lines or lower kernel")
+    if len(shape) != 2:
+        raise ValueError(f"espirit: shape must be (H, W), got {tuple(shape)}")
+    data = calibration.to(torch.complex128)
+    patches = data.unfold(1, kernel, 1).unfold(2, kernel, 1)  # (C, P1, P2, k, k)
+    matrix = patches.permute(1, 2, 0, 3, 4).reshape(-1, coils * kernel * kernel)
+    _, singular, vh = torch.linalg.svd(matrix, full_matrices=False)
+    kept = vh[singular > threshold * singular[0]].reshape(-1, coils, kernel, kernel)
+    # the coil-coil autocorrelation of the kept kernels over lags -(k-1)..(k-1): the per-pixel
+    # operator is its Fourier series, a trigonometric polynomial of degree k-1 (smooth maps)
+    lags = 2 * kernel - 1
+    spectrum = torch.fft.fft2(kept, s=(lags, lags))
+    gram = torch.einsum("nauv,nbuv->abuv", spectrum, spectrum.conj())
+    autocorrelation = torch.fft.ifft2(gram)  # indexed by lag modulo `lags`
+    offsets = torch.fft.fftfreq(lags, 1 / lags, dtype=torch.float64)  # 0..k-1, -(k-1)..-1
+    waves = [torch.exp(2j * torch.pi * torch.outer(torch.arange(n, dtype=torch.float64) - n // 2,
+                                                   offsets) / n) for n in shape]
+    along_width = torch.einsum("abuv,xv->abux", autocorrelation, waves[1])
+    maps = torch.zeros(coils, *shape, dtype=torch.complex64)
+    support = torch.zeros(shape, dtype=torch.bool)
+    for start in range(0, shape[0], rows_per_block):
+        block = slice(start, min(start + rows_per_block, shape[0]))
+        operator = torch.einsum("abux,ru->rxab", along_width, waves[0][block]) / kernel ** 2
+        values, vectors = torch.linalg.eigh(operator)
+        top = vectors[..., -1]  # (rows, W, coils)
+        top = top * torch.exp(-1j * top[..., :1].angle())
+        inside = values[..., -1] > crop
+        support[block] = inside
+        maps[:, block] = torch.where(inside, top.permute(2, 0, 1), 0).to(torch.complex64)
+    return CoilMaps(maps, support)
+
+
+_SINGULAR = 1e-10
+"""Smallest noise-covariance eigenvalue, relative to the largest, that whitening accepts: below
+it a channel is dead or a copy of another (float32 noise leaves such a covariance only *nearly*
+singular, so Cholesky alone would accept it and amplify rounding error ~1e5-fold)."""
+
+
+def whitening(noise: torch.Tensor) -> torch.Tensor:
+    """The prewhitening matrix ``W`` (coils x coils) of a noise scan ``(coils, n)``: ``W`` is the
+    inverse Cholesky factor of the noise covariance, so ``W @ k`` has uncorrelated noise of unit
+    variance on every (virtual) coil."""
+    if not noise.is_complex() or noise.ndim != 2 or noise.shape[1] < noise.shape[0]:
+        raise ValueError(f"whitening: the noise scan must be complex (coils, samples) with at "
+                         f"least as many samples as coils, got {tuple(noise.shape)}")
+    samples = noise.to(torch.complex128)
+    covariance = samples @ samples.conj().T / samples.shape[1]
+    eigenvalues = torch.linalg.eigvalsh(covariance)
+    if eigenvalues[0] <= _SINGULAR * eigenvalues[-1]:
+        raise ValueError("whitening: the noise covariance is singular (a dead or duplicated "
+                         "coil channel); drop that channel first")
+    factor = torch.linalg.cholesky(covariance)
+    return torch.linalg.inv(factor).to(torch.complex64)
+
+
+def compression(kspace: torch.Tensor, coils: int) -> torch.Tensor:
+    """The ``(coils, physical)`` matrix of an SVD coil compression (Buehrer et al. 2007): the
+    ``coils`` principal directions of ``kspace`` ``(physical, ...)`` over all its samples.
+    Applied as ``C @ k`` over the coil axis it keeps most of the signal in fewer channels."""
+    physical = kspace.shape[0]
+    if not 1 <= coils <= physical:
+        raise ValueError(f"compression: {coils} virtual coils from {physical} physical ones; "
+                         f"choose 1..{physical}")
+    matrix = kspace.reshape(physical, -1).to(torch.complex128)
+    left, _, _ = torch.linalg.svd(matrix @ matrix.conj().T)
+    return left[:, :coils].conj().T.to(torch.complex64)
+
+
+def mix_coils(matrix: torch.Tensor, kspace: torch.Tensor, axis: int = 0) -> torch.Tensor:
+    """``matrix @ k`` over the coil ``axis`` of k-space (prewhitening, compression)."""
+    moved = kspace.movedim(axis, -1)
+    return (moved @ matrix.T.to(kspace.dtype)).movedim(-1, axis)
