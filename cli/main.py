@@ -53,6 +53,16 @@ TASK_FLAGS = {
     "simulate_from": dict(metavar="IMAGE", help="make the sinograms from this CT scan"),
     "geometry": dict(metavar="FILE.json", help="acquisition geometry (angles, detectors, "
                      "distances, pixel size; default: the sinogram's sidecar)"),
+    "maps": dict(choices=defaults.MRI_MAPS, help=f"coil sensitivities (default "
+                 f"{defaults.MRI_MAPS[0]})"),
+    "coils": dict(type=int, metavar="N", help="compress to N virtual coils (SVD) first"),
+    "prewhiten": dict(action=argparse.BooleanOptionalAction, help="prewhiten with the file's "
+                      "noise scan (default: when it has one; --prewhiten requires it)"),
+    "part": dict(choices=defaults.MRI_PARTS, help=f"the part of the complex image written "
+                 f"(default {defaults.MRI_PARTS[0]}; complex needs .nii/.npy)"),
+    "method": dict(choices=defaults.METHODS, help="dip (default), or a classical baseline: "
+                   "sense (CG-SENSE), tv or wavelet (compressed sensing); their weights follow "
+                   "the discrepancy principle"),
 }
 
 

@@ -38,3 +38,12 @@ SIM_ANGLES = 60
 SIM_PHOTONS = 1e4
 SIM_ACCELERATION = 4.0
 SIMULATIONS = ("noise", "mask", "downsample", "ct", "mri")
+
+# Reconstruction methods: the DIP, and the classical ones medip ships for comparison
+# (medip.engine.solvers: CG-SENSE, TV and L1-wavelet compressed sensing, weights by the
+# discrepancy principle). Tasks list the ones they offer in their spec.
+METHOD = "dip"
+METHODS = ("dip", "sense", "tv", "wavelet")
+# MRI coil maps and the part of the complex image written (medip.tasks.mri).
+MRI_MAPS = ("espirit", "ratio")
+MRI_PARTS = ("magnitude", "phase", "complex")

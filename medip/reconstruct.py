@@ -31,6 +31,7 @@ from .engine.estimate import Estimate, estimate_fit
 from .engine.fitting import Result, fit, member_seeds
 from .engine.nets import build_generator
 from .engine.progress import ProgressBar, progress_bar
+from .engine.solvers import solve
 from .engine.stopping import FinalMean, Fixed, Stopper, WindowedVariance
 from .errors import InputError, OutOfMemory
 from .io.volume import Volume
@@ -96,7 +97,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        seed: int = defaults.SEED, ensemble: int = defaults.ENSEMBLE,
                        device: str = defaults.DEVICE, threads: int | None = None,
                        progress: bool | None = None, check_memory: bool = True,
-                       reference: Volume | None = None, **task_options: Any) -> VolumeResult:
+                       reference: Volume | None = None, method: str = "dip",
+                       **task_options: Any) -> VolumeResult:
     """Reconstruct ``measurement`` through ``task`` and return it in the task's output units and
     geometry.
 
@@ -117,7 +119,11 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     keeps the measured values (see :func:`medip.fit`). ``ensemble=N`` reconstructs N times,
     seeded ``seed`` to ``seed + N - 1``, and returns the mean (and mean variance), at N times the
     time. ``reference`` (a clean volume on the result's grid) only adds PSNR/SSIM to each fit's
-    history. Raises ``MemoryError`` before starting when the estimated need exceeds the memory
+    history. ``method`` (tasks that offer classical methods, see
+    :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
+    reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
+    through the same slices and geometry so the two compare on the same data. Raises
+    ``MemoryError`` before starting when the estimated need exceeds the memory
     available, naming the mode that would fit.
     """
     bound = make_task(measurement if isinstance(measurement, Task) else task, measurement,
@@ -134,20 +140,25 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     if noise_free and not spec.noise_free:
         raise InputError(f"noise_free=True: {spec.name!r} measurements are not exact; leave it "
                          f"off")
+    if method not in spec.methods:
+        raise InputError(f"method={method!r} does not apply to {spec.name!r}; choose one of "
+                         f"{', '.join(spec.methods)}")
+    if method != "dip":
+        ensemble = 1  # deterministic: members would be identical
     seeds = member_seeds(seed, ensemble)
     dev = pick_device(device)
     fit_options = fit_defaults(bound)
     residual = fit_options["residual"] if residual is None else residual
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, scale=None if residual else bound.scale(),
-                   residual=residual, noise_free=noise_free)
+                   residual=residual, noise_free=noise_free, method=method)
     budget = _Budget(stopper, max_steps, warm_steps)
     ref = bound.fit_reference(reference) if reference is not None else None
     start = time.perf_counter()
     members: list[_Member] = []
     for member_seed in seeds:
         run = {**options, "seed": member_seed}
-        check = check_memory and not members  # the same need for every member: checked once
+        check = check_memory and not members and method == "dip"  # the same for every member
         try:
             if mode == "3d":
                 members.append(_whole(bound, budget, check, progress, run, ref))
@@ -202,8 +213,11 @@ def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, o
          reference: torch.Tensor | None = None, callbacks: Sequence = ()) -> Result:
     """One fit: cold with the full budget when ``state`` is None, else started from ``state``
     (a neighbour's weights) with the warm budget."""
+    if options.get("method", "dip") != "dip":
+        return solve(options["method"], problem.A, problem.y, problem.sigma)
     options = {**options, "loss": problem.loss, "reference": reference, "callbacks": callbacks,
                "keep_generator": True}
+    options.pop("method", None)
     if state is None:
         return fit(problem.A, problem.y, stopper=budget.stopper, max_steps=budget.max_steps,
                    **options)
@@ -272,10 +286,10 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
     references = None if ref is None else [cut(ref, region_of(ref.shape, axis, s, slab), axis)
                                            for s in starts]
     results = fit_stack(problems, budget, progress, options, references)
-    image, variance, seen = (torch.zeros(depth, *plane), torch.zeros(depth, *plane),
-                             torch.zeros(depth, *[1] * len(plane)))
-    for s, problem, result in zip(starts, problems, results):  # mean over the fits that saw it
-        part, part_variance = problem.images(result)
+    parts = [problem.images(result) for problem, result in zip(problems, results)]
+    image, variance, seen = (torch.zeros(depth, *plane, dtype=parts[0][0].dtype),
+                             torch.zeros(depth, *plane), torch.zeros(depth, *[1] * len(plane)))
+    for s, (part, part_variance) in zip(starts, parts):  # mean over the fits that saw it
         image[s:s + slab] += part
         variance[s:s + slab] += part_variance
         seen[s:s + slab] += 1

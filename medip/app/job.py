@@ -63,7 +63,8 @@ def _mri(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
         mask = np.load(options.mask, allow_pickle=False)
         inputs.append(Path(options.mask))
     task = MRI(read_kspace(source), mask=mask, acceleration=options.acceleration,
-               center_fraction=options.center_fraction, seed=options.seed)
+               center_fraction=options.center_fraction, seed=options.seed, maps=options.maps,
+               coils=options.coils, prewhiten=options.prewhiten, part=options.part)
     return task, inputs
 
 
@@ -86,7 +87,8 @@ def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
         generator=options.preset, stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, lr=options.learning_rate(), noise_free=options.noise_free,
         seed=options.seed, ensemble=options.ensemble, device=options.device,
-        threads=options.threads, progress=options.progress, reference=reference)
+        threads=options.threads, progress=options.progress, reference=reference,
+        method=options.method)
 
 
 def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions,
@@ -109,9 +111,9 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         raise KeyboardInterrupt
     metrics = _metrics(result.volume, reference, options.reference)
     steps = f"stopped at step {int(np.median(result.stop_steps))} (median)"
+    how = f"DIP {options.preset}, {steps}" if options.method == "dip" else options.method
     save(result.volume, output, like=result.measured, overwrite=options.overwrite,
-         format=options.format, description=f"medip {options.task} (DIP {options.preset}, "
-                                            f"{steps})")
+         format=options.format, description=f"medip {options.task} ({how})")
     record = {
         "command": command_line if command_line is not None else sys.argv,
         "input": str(source), "output": str(output), "options": asdict(options),
@@ -147,7 +149,9 @@ def _metrics(result: Volume, reference: Volume | None, name: str | None) -> dict
 
 
 def _preview(result: VolumeResult, output: Path, overwrite: bool) -> Path:
-    shown = [result.measured, result.volume] if result.measured.shape == result.volume.shape \
-        else [result.volume]
+    volume = result.volume
+    if np.iscomplexobj(volume.array):  # a complex result is previewed by its magnitude
+        volume = volume.with_array(np.abs(volume.array))
+    shown = [result.measured, volume] if result.measured.shape == volume.shape else [volume]
     return save_preview(shown, derived_path(output, "preview", ".png"),
-                        window=default_window(result.volume), overwrite=overwrite)
+                        window=default_window(volume), overwrite=overwrite)

@@ -53,6 +53,11 @@ class JobOptions:
     photons: float | None = None
     simulate_from: str | None = None
     geometry: str | None = None
+    maps: str = defaults.MRI_MAPS[0]
+    coils: int | None = None
+    prewhiten: bool | None = None
+    part: str = defaults.MRI_PARTS[0]
+    method: str = defaults.METHOD
 
     def __post_init__(self) -> None:
         spec = spec_of(self.task)

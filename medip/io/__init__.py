@@ -9,7 +9,7 @@ from __future__ import annotations
 from .._lazy import lazy_attributes
 
 _WHERE = {"load": "api", "save": "api", "header_shape": "api", "atomic_write": "atomic", "DicomError": "dicom_read",
-          "KSpace": "kspace", "load_kspace": "kspace", "read_kspace": "kspace",
+          "KSpace": "acquisition", "load_kspace": "kspace", "read_kspace": "kspace",
           "save_preview": "preview", "Sinogram": "sinogram", "load_sinogram": "sinogram",
           "save_sinogram": "sinogram", "sidecar_path": "sinogram", "Volume": "volume"}
 __all__ = sorted(_WHERE)

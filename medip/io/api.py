@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .dicom_read import read_dicom
 from .dicom_write import write_dicom_series
 from .formats import (read_npy, read_nifti, read_nrrd, read_picture, write_nifti, write_npy,
@@ -91,6 +93,9 @@ def save(volume: Volume, path: str | Path, like: Volume | None = None, overwrite
         raise ValueError(f"{path}: cannot tell the output format from the extension; use .nii, "
                          f".nii.gz, .nrrd, .npy or .png, or format= one of {WRITABLE}")
     check_output_path(path, volume, like)
+    if np.iscomplexobj(volume.array) and fmt not in ("nifti", "npy"):
+        raise ValueError(f"{path}: a complex volume is written as NIfTI (.nii, .nii.gz) or .npy, "
+                         f"not {fmt}; or ask for the magnitude or phase")
     if fmt == "dicom":
         return write_dicom_series(volume, path, description, like=like, overwrite=overwrite)
     if fmt == "nifti":

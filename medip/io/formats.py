@@ -43,7 +43,8 @@ def read_nifti(path: Path, frame: int | None = None) -> Volume:
 
 
 def write_nifti(volume: Volume, path: Path, overwrite: bool = False) -> Path:
-    """NIfTI-1 in float32 with the volume's affine in both qform and sform.
+    """NIfTI-1 in float32 (complex64 for a complex volume) with the volume's affine in both
+    qform and sform.
 
     The codes are kept from a NIfTI source; otherwise 1 (scanner anatomical) for both.
     """
@@ -52,7 +53,7 @@ def write_nifti(volume: Volume, path: Path, overwrite: bool = False) -> Path:
     header = volume.meta.get("nifti_header")
     img = nib.Nifti1Image(volume.array, volume.affine,
                           header=header.copy() if header is not None else None)
-    img.set_data_dtype(np.float32)
+    img.set_data_dtype(volume.array.dtype)
     img.header.set_slope_inter(None, None)
     img.set_qform(volume.affine, code=volume.meta.get("qform_code") or 1)
     img.set_sform(volume.affine, code=volume.meta.get("sform_code") or 1)

@@ -1,46 +1,43 @@
-"""K-space files: ``.npy`` / ``.npz`` arrays and fastMRI-style HDF5.
+"""K-space files: ``.npy`` / ``.npz`` arrays, fastMRI-style and ISMRMRD HDF5, Siemens TWIX.
 
 Convention: k-space is *centred* (DC in the middle of the array), so the image is
 ``fftshift(ifftn(ifftshift(k)))``, exactly :func:`medip.operators.centered_ifft`. Arrays are
-``(coils, H, W)``, ``(H, W)`` (one coil) or ``(coils, D, H, W)``; HDF5 files hold a ``kspace``
-dataset ``(slices, coils, H, W)`` of which one slice is read. A file whose energy peak is far from
-the centre triggers a warning (it is probably stored uncentred).
+``(coils, H, W)``, ``(H, W)`` (one coil) or ``(coils, D, H, W)``; fastMRI HDF5 files hold a
+``kspace`` dataset ``(slices, coils, H, W)``; ISMRMRD files (``medip.io.mrd``) and TWIX files
+(``medip.io.twix``) carry trajectories, noise scans and the scanner's geometry. A Cartesian array
+whose energy peak is far from the centre triggers a warning (it is probably stored uncentred).
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..errors import MissingExtra
+from ..errors import InputError, MissingExtra
+from .acquisition import KSpace
 
-KSPACE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5")
-
-
-@dataclass
-class KSpace:
-    """Centred multi-coil k-space ``(slices, coils, *shape)``: a stack of 2D acquisitions
-    (``shape`` 2D, one entry per slice) or one 3D acquisition (one entry, ``shape`` 3D)."""
-
-    data: torch.Tensor
-    source: Path | None = None
-
-    @classmethod
-    def of(cls, kspace: torch.Tensor, source: Path | None = None) -> KSpace:
-        """One acquisition ``(coils, *shape)`` (2D or 3D) as a one-entry stack."""
-        return cls(kspace[None], source)
+KSPACE_SUFFIXES = (".npy", ".npz", ".h5", ".hdf5", ".mrd", ".dat")
 
 
 def read_kspace(path: str | Path) -> KSpace:
-    """Every slice of a k-space file: HDF5 ``(slices, coils, H, W)`` gives them all; an array
-    file holds one acquisition ``(coils, H, W)``, ``(H, W)`` or 3D ``(coils, D, H, W)``."""
-    path = Path(path)
-    if path.suffix.lower() in (".h5", ".hdf5"):
-        data = _from_hdf5(_checked(path), slice_index=None, every_slice=True)
+    """Every slice of a k-space file: fastMRI HDF5 ``(slices, coils, H, W)`` gives them all; an
+    array file holds one acquisition ``(coils, H, W)``, ``(H, W)`` or 3D ``(coils, D, H, W)``;
+    ISMRMRD and TWIX files give their image acquisitions with trajectory, noise and geometry."""
+    path = _checked(Path(path))
+    suffix = path.suffix.lower()
+    if suffix == ".dat":
+        from .twix import read_twix
+
+        return read_twix(path)
+    if suffix in (".h5", ".hdf5", ".mrd"):
+        if _is_raw(path):
+            from .mrd import read_ismrmrd
+
+            return read_ismrmrd(path)
+        data = _from_hdf5(path, slice_index=None, every_slice=True)
         if data.ndim == 4:
             return KSpace(torch.stack([_validate(s, path) for s in data]), path)
     return KSpace.of(load_kspace(path), path)
@@ -57,17 +54,30 @@ def _checked(path: Path) -> Path:
 
 
 def load_kspace(path: str | Path, slice_index: int | None = None) -> torch.Tensor:
-    """Read one multi-coil acquisition as a complex64 tensor ``(coils, *shape)`` (of an HDF5
-    stack, the middle slice or ``slice_index``)."""
+    """Read one Cartesian multi-coil acquisition as a complex64 tensor ``(coils, *shape)`` (of a
+    multi-slice file, the middle slice or ``slice_index``)."""
     path = _checked(Path(path))
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
-        data = _from_npz(path)
-    else:
-        data = _from_hdf5(path, slice_index)
-    return _validate(np.asarray(data), path)
+        return _validate(np.asarray(np.load(path, allow_pickle=False)), path)
+    if suffix == ".npz":
+        return _validate(np.asarray(_from_npz(path)), path)
+    if suffix in (".h5", ".hdf5") and not _is_raw(path):
+        return _validate(np.asarray(_from_hdf5(path, slice_index)), path)
+    stack = read_kspace(path)
+    if not stack.cartesian:
+        raise InputError(f"{path}: non-Cartesian k-space has no grid to load as an array; use "
+                         f"read_kspace (it keeps the trajectory)")
+    index = len(stack.data) // 2 if slice_index is None else slice_index
+    if not 0 <= index < len(stack.data):
+        raise InputError(f"{path}: slice {index} out of range (0..{len(stack.data) - 1})")
+    return stack.data[index]
+
+
+def _is_raw(path: Path) -> bool:
+    from .mrd import is_ismrmrd
+
+    return is_ismrmrd(path)
 
 
 def _from_npz(path: Path) -> np.ndarray:

@@ -23,7 +23,8 @@ LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 @dataclass
 class Volume:
-    """A scan: ``array`` (float32, ``(i, j, k)``), ``affine`` (4x4, voxel -> RAS+ mm) and metadata.
+    """A scan: ``array`` (float32, or complex64 for a complex MRI result; ``(i, j, k)``),
+    ``affine`` (4x4, voxel -> RAS+ mm) and metadata.
 
     ``modality`` is the DICOM modality (``"CT"``, ``"MR"``, ...) or ``"OT"``; ``units`` says what
     the values are (``"HU"`` for CT). ``source`` is the file or folder it came from; ``meta`` keeps
@@ -43,7 +44,8 @@ class Volume:
             array = array[:, :, None]
         if array.ndim != 3:
             raise ValueError(f"Volume: array must be 2D or 3D (i, j, k), got shape {array.shape}")
-        self.array = np.ascontiguousarray(array, dtype=np.float32)
+        self.array = np.ascontiguousarray(
+            array, dtype=np.complex64 if np.iscomplexobj(array) else np.float32)
         affine = np.asarray(self.affine, dtype=np.float64)
         if affine.shape != (4, 4) or not np.isfinite(affine).all():
             raise ValueError(f"Volume: affine must be a finite 4x4 matrix, got {affine.shape}")

@@ -35,8 +35,8 @@ class Problem:
     """One fit: ``y`` ``(1, channels, *A.out_shape)`` measured through ``A``, with ``loss``.
 
     ``image_shape`` is the spatial shape of the fitted image; ``to_image`` and ``to_variance``
-    map the fit's ``(1, C, ...)`` image and variance map to real ``(C', *image_shape)`` tensors
-    in the task's output units.
+    map the fit's ``(1, C, ...)`` image and variance map to ``(C', *image_shape)`` tensors in
+    the task's output units (real, except a complex MRI output).
     """
 
     A: LinearOperator
@@ -45,12 +45,15 @@ class Problem:
     loss: str | Loss = "mse"
     to_image: Callable[[torch.Tensor], torch.Tensor] = _first_channel
     to_variance: Callable[[torch.Tensor], torch.Tensor] = _first_channel
+    #: The measurement noise level per sample (``E|n|^2``'s root, in ``y``'s units) where the
+    #: task knows or estimates it: the classical methods set their weight from it.
+    sigma: float | None = None
 
     def images(self, result: Result) -> tuple[torch.Tensor, torch.Tensor]:
         """The fit's image and variance (zeros without a variance map), real, on the CPU."""
         image = self.to_image(result.image.detach()).cpu()
-        if result.variance_map is None:  # fixed-step stopping keeps no variance
-            return image, torch.zeros_like(image)
+        if result.variance_map is None:  # fixed-step stopping and classical methods keep none
+            return image, torch.zeros(image.shape)
         return image, self.to_variance(result.variance_map.detach()).cpu()
 
 

@@ -16,7 +16,8 @@ TASK_CLASSES: dict[str, type[Task]] = {"denoise": Denoise, "inpaint": Inpaint,
                                        "superres": SuperRes, "ct": CT, "mri": MRI}
 # The Python options of each task's constructor (the command line's are in its spec).
 _OPTIONS = {"denoise": (), "inpaint": ("mask",), "superres": ("factors", "kernel"),
-            "ct": ("like",), "mri": ("mask", "acceleration", "center_fraction", "seed")}
+            "ct": ("like",), "mri": ("mask", "acceleration", "center_fraction", "seed", "maps",
+                                     "coils", "prewhiten", "part")}
 
 
 def make_task(task: str | Task | LinearOperator, measurement: Any, **options: Any) -> Task:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .. import defaults
+
 
 @dataclass(frozen=True)
 class TaskSpec:
@@ -31,6 +33,7 @@ class TaskSpec:
     slab: int = 1
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
+    methods: tuple[str, ...] = ("dip",)  # reconstruction methods offered (medip.defaults.METHODS)
 
 
 _SCAN = "scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
@@ -53,10 +56,13 @@ SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("ct", "reconstruct CT slices from sinograms (+ JSON geometry) or --simulate-from a "
              "CT scan", "sinogram stack (.npy/.tif, (slices,) angles, detectors)",
              options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True),
-    TaskSpec("mri", "reconstruct MRI from multi-coil k-space (.npy/.npz/.h5; all slices)",
-             "k-space file: (coils, H, W), (slices, coils, H, W) in HDF5, or (coils, D, H, W)",
-             options=("mask", "acceleration", "center_fraction"), noise_free=True,
-             fixed_axis=True),
+    TaskSpec("mri", "reconstruct MRI from multi-coil raw data (ISMRMRD, TWIX, fastMRI HDF5, "
+             "npy; Cartesian or non-Cartesian; all slices)",
+             "raw data: ISMRMRD .h5/.mrd, Siemens TWIX .dat, fastMRI .h5 (slices, coils, H, W), "
+             "or .npy (coils, H, W) / (coils, D, H, W)",
+             options=("mask", "acceleration", "center_fraction", "maps", "coils", "prewhiten",
+                      "part", "method"), noise_free=True, fixed_axis=True,
+             methods=defaults.METHODS),
 )}
 #: The named tasks (the command line's commands).
 TASKS = tuple(SPECS)
