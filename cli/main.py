@@ -159,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and OUTPUT.medip.json describing exactly how.")
     simulate.add_argument("kind", choices=defaults.SIMULATIONS)
     simulate.add_argument("input", help="clean scan (or fully sampled k-space for mri)")
+    # mri to .npy: one single-coil k-space slice and its mask; to .h5/.mrd: an ISMRMRD raw file
     simulate.add_argument("-o", "--output", required=True)
     simulate.add_argument("--seed", type=int, default=defaults.SEED)
     simulate.add_argument("--sigma", type=float, default=defaults.SIM_SIGMA,
@@ -177,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="mri: acceleration (default %(default)s)")
     simulate.add_argument("--center-fraction", type=float, default=defaults.CENTER_FRACTION,
                           help="mri: fully sampled centre fraction (default %(default)s)")
+    simulate.add_argument("--coils", type=int, default=defaults.SIM_COILS,
+                          help="mri to .h5/.mrd: receive coils of the simulated raw acquisition")
     simulate.add_argument("--overwrite", action="store_true")
     simulate.set_defaults(run=_run_simulate)
     info = commands.add_parser("info", help="describe what a path holds (series, shapes, spacing)")
@@ -264,7 +267,8 @@ def _run_simulate(args: argparse.Namespace) -> int:
     options = SimulateOptions(seed=args.seed, sigma=args.sigma, missing=args.missing,
                               factor=args.factor, kernel=args.kernel, angles=args.angles,
                               photons=args.photons, acceleration=args.acceleration,
-                              center_fraction=args.center_fraction, overwrite=args.overwrite)
+                              center_fraction=args.center_fraction, coils=args.coils,
+                              overwrite=args.overwrite)
     written = simulate_to_files(args.kind, Path(args.input), Path(args.output), options,
                                 command_line=["medip", *sys.argv[1:]])
     print(f"simulate {args.kind}: wrote {', '.join(map(str, written))}")

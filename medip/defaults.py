@@ -37,6 +37,7 @@ SIM_MISSING = 0.5
 SIM_ANGLES = 60
 SIM_PHOTONS = 1e4
 SIM_ACCELERATION = 4.0
+SIM_COILS = 8
 SIMULATIONS = ("noise", "mask", "downsample", "ct", "mri")
 
 # Reconstruction methods: the DIP, and the classical ones medip ships for comparison

@@ -1,7 +1,9 @@
-"""Coil sensitivity maps estimated from the auto-calibration (ACS) region of measured k-space."""
+"""Coil sensitivity maps (estimated from the auto-calibration region of measured k-space, or
+simulated), noise prewhitening and coil compression."""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -152,3 +154,22 @@ def mix_coils(matrix: torch.Tensor, kspace: torch.Tensor, axis: int = 0) -> torc
     """``matrix @ k`` over the coil ``axis`` of k-space (prewhitening, compression)."""
     moved = kspace.movedim(axis, -1)
     return (moved @ matrix.T.to(kspace.dtype)).movedim(-1, axis)
+
+
+def simulated_sensitivities(shape: tuple[int, int], coils: int, radius: float = 1.5
+                            ) -> torch.Tensor:
+    """Smooth complex sensitivities ``(coils, H, W)`` of ``coils`` loops evenly spaced on a circle
+    of ``radius`` (in half-FOVs) around the image: magnitude falling as ``1 / (1 + d^2)`` with
+    the distance ``d`` from the loop and phase turning with the angle around it (the shape of
+    a receive array's maps, for simulated acquisitions), scaled to a root-sum-of-squares of 1."""
+    if coils < 1:
+        raise ValueError(f"simulated_sensitivities: coils must be >= 1, got {coils}")
+    rows, columns = (torch.linspace(-1, 1, n, dtype=torch.float64) for n in shape)
+    y, x = torch.meshgrid(rows, columns, indexing="ij")
+    maps = []
+    for c in range(coils):
+        angle = 2 * math.pi * c / coils
+        dy, dx = y - radius * math.sin(angle), x - radius * math.cos(angle)
+        maps.append(torch.polar(1 / (1 + dy ** 2 + dx ** 2), torch.atan2(dy, dx) + angle))
+    maps = torch.stack(maps)
+    return (maps / root_sum_of_squares(maps, dim=0)).to(torch.complex64)

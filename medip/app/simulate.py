@@ -11,9 +11,9 @@ import torch
 
 from .. import defaults
 
-from ..io import Sinogram, Volume
+from ..io import KSpace, Sinogram, Volume
 from ..operators import (Downsample, Radon, cartesian_mask, centered_fft, gaussian, poisson,
-                         random_pixel_mask)
+                         random_pixel_mask, simulated_sensitivities)
 from ..tasks import hu_to_mu, normalise_factors, upsampled_affine
 
 
@@ -83,3 +83,48 @@ def image_kspace(volume: Volume, slice_index: int | None = None) -> torch.Tensor
     k = volume.shape[2] // 2 if slice_index is None else slice_index
     plane = torch.from_numpy(np.ascontiguousarray(volume.array[:, :, k].T))
     return centered_fft(plane.to(torch.complex64), 2)[None]
+
+
+#: The coil-to-coil noise correlation of :func:`simulate_raw_mri` (neighbouring receive loops
+#: typically correlate by 0.1 to 0.3), and the length of its noise scan.
+NOISE_CORRELATION = 0.2
+NOISE_SAMPLES = 4096
+
+
+def simulate_raw_mri(volume: Volume, coils: int = defaults.SIM_COILS,
+                     sigma_fraction: float = defaults.SIM_SIGMA,
+                     acceleration: float | None = defaults.SIM_ACCELERATION,
+                     center_fraction: float = defaults.CENTER_FRACTION, seed: int = defaults.SEED
+                     ) -> tuple[KSpace, dict]:
+    """A multi-slice, multi-coil raw acquisition of a magnitude ``volume``: every slice along
+    its third axis (readout along the first, phase encoding along the second) seen through
+    :func:`~medip.operators.simulated_sensitivities`, with complex noise correlated between
+    coils (:data:`NOISE_CORRELATION`) of ``sigma_fraction`` of the value range per coil image,
+    a matching noise scan, Cartesian undersampling of the phase encodes when ``acceleration``,
+    and the volume's geometry (for :func:`medip.io.mrd.write_ismrmrd`)."""
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.from_numpy(volume.array).permute(2, 0, 1).to(torch.complex64)  # (S, R, P)
+    maps = simulated_sensitivities(tuple(image.shape[1:]), coils)
+    sigma = sigma_fraction * float(np.ptp(volume.array))
+    covariance = torch.full((coils, coils), NOISE_CORRELATION, dtype=torch.float64)
+    covariance.fill_diagonal_(1.0)
+    mixing = torch.linalg.cholesky(covariance).to(torch.complex64) * sigma
+
+    def noise(*leading: int, samples: int) -> torch.Tensor:  # (*leading, coils, samples)
+        return mixing @ torch.randn(*leading, coils, samples, dtype=torch.complex64,
+                                    generator=gen)
+
+    kspace = centered_fft(image[:, None] * maps[None], 2)
+    kspace = kspace + noise(len(kspace), samples=kspace[0, 0].numel()).reshape(kspace.shape)
+    how = {"kind": "raw multi-coil MRI", "coils": coils, "sigma": sigma,
+           "sigma_fraction_of_range": sigma_fraction, "noise_correlation": NOISE_CORRELATION,
+           "seed": seed}
+    if acceleration:
+        sampled = cartesian_mask(tuple(kspace.shape[-2:]), acceleration, center_fraction,
+                                 seed=seed)
+        kspace = kspace * sampled.mask
+        how.update(acceleration=acceleration, achieved_acceleration=sampled.acceleration,
+                   center_fraction=center_fraction)
+    stack = KSpace(kspace, volume.source, affine=volume.affine[:, [2, 0, 1, 3]],
+                   noise=noise(samples=NOISE_SAMPLES), header={"format": "medip simulation", **how})
+    return stack, how

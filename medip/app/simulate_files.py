@@ -13,10 +13,14 @@ from ..io import atomic_write, load, load_kspace, save, save_sinogram
 from ..io.api import check_output_path, derived_path
 from ..io.kspace import KSPACE_SUFFIXES
 from .provenance import sha256, versions, write_sidecar
+from ..io.mrd import write_ismrmrd
 from .simulate import (add_noise, downsample, drop_voxels, image_kspace, simulate_ct,
-                       undersample_kspace)
+                       simulate_raw_mri, undersample_kspace)
 
 KINDS = defaults.SIMULATIONS
+#: ``simulate mri`` to one of these writes an ISMRMRD raw acquisition (multi-coil, every slice,
+#: noise scan, geometry); to ``.npy`` it writes one single-coil k-space slice and its mask.
+RAW_SUFFIXES = (".h5", ".mrd")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class SimulateOptions:
     photons: float = defaults.SIM_PHOTONS
     acceleration: float = defaults.SIM_ACCELERATION
     center_fraction: float = defaults.CENTER_FRACTION
+    coils: int = defaults.SIM_COILS
     overwrite: bool = False
 
 
@@ -44,7 +49,13 @@ def simulate_to_files(kind: str, source: Path, output: Path, options: SimulateOp
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
     written: list[Path] = []
-    if kind == "mri":
+    if kind == "mri" and output.suffix.lower() in RAW_SUFFIXES:  # a raw multi-coil acquisition
+        volume = load(source)
+        check_output_path(output, volume)
+        stack, how = simulate_raw_mri(volume, options.coils, options.sigma,
+                                      options.acceleration, options.center_fraction, seed)
+        written.append(write_ismrmrd(output, stack, overwrite))
+    elif kind == "mri":
         if source.suffix.lower() in KSPACE_SUFFIXES and source.is_file():
             kspace = load_kspace(source)
         else:

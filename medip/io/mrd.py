@@ -7,6 +7,7 @@ space to the reconstruction matrix (which removes readout oversampling). Non-Car
 acquisitions keep their trajectory (one shot per acquisition). Only the first contrast,
 repetition, phase and set are read; a file holding more says so with a warning. Noise
 acquisitions are returned as the noise scan, scaled to the imaging dwell time.
+:func:`write_ismrmrd` writes a Cartesian multi-slice stack (``medip simulate mri`` to ``.h5``).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ _SKIP = ("ACQ_IS_NAVIGATION_DATA", "ACQ_IS_PHASECORR_DATA", "ACQ_IS_PARALLEL_CAL
          "ACQ_IS_DUMMYSCAN_DATA", "ACQ_IS_RTFEEDBACK_DATA", "ACQ_IS_HPFEEDBACK_DATA",
          "ACQ_IS_SURFACECOILCORRECTIONSCAN_DATA", "ACQ_IS_PHASE_STABILIZATION",
          "ACQ_IS_PHASE_STABILIZATION_REFERENCE")
+
+
+#: The readout dwell time :func:`write_ismrmrd` records (image and noise acquisitions alike).
+DWELL_US = 5.0
 
 
 def read_ismrmrd(path: str | Path, dataset: str | None = None) -> KSpace:
@@ -198,3 +203,69 @@ def _noise(noise: list, image) -> torch.Tensor | None:
     samples = np.concatenate([a.data[:, :] for a in noise], axis=1)
     ratio = float(noise[0].sample_time_us) / float(image.sample_time_us or 1.0)
     return torch.from_numpy((samples * np.sqrt(ratio)).astype(np.complex64))
+
+
+def write_ismrmrd(path: str | Path, stack: KSpace, overwrite: bool = False) -> Path:
+    """Write a Cartesian multi-slice :class:`KSpace` (``(slices, coils, readout, phase)``) as an
+    ISMRMRD file: one acquisition per measured (nonzero) phase-encode line, its noise scan as a
+    noise acquisition, and the geometry of ``stack.affine`` (indices ``(slice, readout, phase)``
+    to RAS+ mm) as each acquisition's position and directions and the header's field of view.
+    What :func:`read_ismrmrd` reads back is the same stack (tested)."""
+    from .atomic import atomic_write
+    from .volume import LPS_TO_RAS
+
+    ismrmrd = _ismrmrd()
+    import ismrmrd.xsd as xsd
+
+    if not stack.cartesian or stack.data.ndim != 4:
+        raise InputError(f"{path}: write_ismrmrd writes Cartesian 2D slices (slices, coils, "
+                         f"readout, phase), got {tuple(stack.data.shape)}")
+    slices, coils, readout, phase = stack.data.shape
+    affine = np.eye(4) if stack.affine is None else LPS_TO_RAS @ stack.affine  # to LPS
+    columns = affine[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)  # (slice, readout, phase)
+    directions = columns / spacing
+    fov = (float(spacing[1] * readout), float(spacing[2] * phase), float(spacing[0]))
+
+    def space():
+        return xsd.encodingSpaceType(
+            matrixSize=xsd.matrixSizeType(x=readout, y=phase, z=1),
+            fieldOfView_mm=xsd.fieldOfViewMm(x=fov[0], y=fov[1], z=fov[2]))
+
+    limits = xsd.encodingLimitsType(
+        kspace_encoding_step_1=xsd.limitType(minimum=0, maximum=phase - 1, center=phase // 2),
+        slice=xsd.limitType(minimum=0, maximum=slices - 1, center=0))
+    header = xsd.ismrmrdHeader(
+        experimentalConditions=xsd.experimentalConditionsType(H1resonanceFrequency_Hz=63_870_000),
+        encoding=[xsd.encodingType(trajectory=xsd.trajectoryType.CARTESIAN, encodedSpace=space(),
+                                   reconSpace=space(), encodingLimits=limits)])
+    data = stack.data.numpy()
+
+    def write(tmp: Path) -> None:
+        dataset = ismrmrd.Dataset(str(tmp), "dataset", create_if_needed=True)
+        try:
+            dataset.write_xml_header(header.toXML())
+            if stack.noise is not None:
+                noise = ismrmrd.Acquisition.from_array(stack.noise.numpy().astype(np.complex64))
+                noise.set_flag(ismrmrd.ACQ_IS_NOISE_MEASUREMENT)
+                noise.sample_time_us = DWELL_US
+                dataset.append_acquisition(noise)
+            for s in range(slices):
+                centre = affine @ np.array([s, readout // 2, phase // 2, 1.0])
+                for line in np.flatnonzero(np.abs(data[s]).sum((0, 1)) > 0):
+                    acquisition = ismrmrd.Acquisition.from_array(
+                        np.ascontiguousarray(data[s, :, :, line]))
+                    acquisition.idx.kspace_encode_step_1 = int(line)
+                    acquisition.idx.slice = s
+                    acquisition.center_sample = readout // 2
+                    acquisition.sample_time_us = DWELL_US
+                    acquisition.position[:] = centre[:3]
+                    acquisition.read_dir[:] = directions[:, 1]
+                    acquisition.phase_dir[:] = directions[:, 2]
+                    acquisition.slice_dir[:] = directions[:, 0]
+                    dataset.append_acquisition(acquisition)
+        finally:
+            dataset.close()
+
+    return atomic_write(path, write, overwrite)
+

@@ -121,6 +121,29 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
     assert record["options"]["ensemble"] == 2 and record["steps_run"] == [40, 40]  # per member
 
 
+def test_mri_raw_data_through_the_command_line_with_a_classical_method(tmp_path, sample_dir):
+    pytest.importorskip("twixtools")
+    out = tmp_path / "tv.nii.gz"
+    run("mri", sample_dir / "mr_twix_gre.dat", "--acceleration", "4", "--method", "tv", "-o", out)
+    image = nib.load(out)
+    assert image.shape == (160, 160, 1)
+    np.testing.assert_allclose(image.header.get_zooms(), (1.25, 1.25, 4.0), rtol=1e-5)
+    record = json.loads((tmp_path / "tv.nii.gz.medip.json").read_text())
+    assert record["options"]["method"] == "tv" and record["options"]["maps"] == "espirit"
+    done = run("mri", sample_dir / "mr_twix_gre.dat", "--method", "bm3d", "-o",
+               tmp_path / "x.nii.gz", check_rc=2)
+    assert "invalid choice: 'bm3d'" in done.stderr
+    series = sample_dir / "ct_series_tiny"  # any scan: simulated 4-coil raw data of its slices
+    run("simulate", "mri", series, "-o", tmp_path / "raw.h5", "--coils", "4", "--acceleration",
+        "2", "--sigma", "0.01")
+    run("mri", tmp_path / "raw.h5", "--maps", "ratio", "--method", "sense", "-o",
+        tmp_path / "raw.nii.gz")
+    source, result = medip.load(series), medip.load(tmp_path / "raw.nii.gz")
+    assert result.shape == (16, 16, 5)  # (phase, readout, slice) of the source's (i, j, k)
+    np.testing.assert_allclose(result.affine, source.affine[:, [1, 0, 2, 3]], atol=1e-3)
+    simulated = json.loads((tmp_path / "raw.h5.medip.json").read_text())["simulation"]
+    assert simulated["coils"] == 4 and simulated["achieved_acceleration"] > 1.5
+
 @pytest.fixture
 def scan_root(tmp_path, sample_dir):
     """Two good series (DICOM, NIfTI), one corrupt DICOM file and one unsupported file."""

@@ -6,7 +6,8 @@ import torch
 from medip.errors import MissingExtra
 from medip.operators import (NUFFT, centered_fft, centered_ifft, compression, espirit,
                              estimate_sensitivities, golden_angle_radial, keep_shots, mix_coils,
-                             pipe_menon_dcf, variable_density_spiral, whitening)
+                             pipe_menon_dcf, root_sum_of_squares, simulated_sensitivities,
+                             variable_density_spiral, whitening)
 from medip.operators.testing import assert_adjoint
 
 
@@ -111,3 +112,13 @@ def test_whitening_decorrelates_noise_and_compression_keeps_the_signal(kspace_2c
     assert 0.5 < float(kept) <= 1.0 + 1e-5
     with pytest.raises(ValueError, match="choose 1..2"):
         compression(kspace_2coil, 3)
+
+
+def test_simulated_sensitivities_are_smooth_and_normalised():
+    maps = simulated_sensitivities((40, 48), 6)
+    assert maps.shape == (6, 40, 48) and maps.dtype == torch.complex64
+    torch.testing.assert_close(root_sum_of_squares(maps, 0)[0], torch.ones(40, 48))
+    assert float(maps[0].abs().max() / maps[0].abs().min()) > 2  # each loop sees its side
+    assert float(torch.diff(maps, dim=-1).abs().max()) < 0.2  # smooth on the pixel grid
+    with pytest.raises(ValueError, match="coils must be >= 1"):
+        simulated_sensitivities((8, 8), 0)
