@@ -41,6 +41,10 @@ class KSpace:
             self.matrix = tuple(self.data.shape[2:])
         elif self.matrix is None:
             raise InputError(f"{self.where}: non-Cartesian k-space needs the image matrix")
+        elif tuple(self.trajectory.shape[:-1]) != tuple(self.data.shape[2:]):
+            raise InputError(f"{self.where}: the trajectory has {tuple(self.trajectory.shape)} "
+                             f"positions for k-space of shape {tuple(self.data.shape)}; it must "
+                             f"be (shots, samples, ndim) matching the data's last two axes")
 
     @classmethod
     def of(cls, kspace: torch.Tensor, source: Path | None = None) -> KSpace:

@@ -10,7 +10,7 @@ import torch
 
 import medip
 from medip.errors import InputError, MissingExtra
-from medip.io import Volume, load_kspace, read_kspace
+from medip.io import KSpace, Volume, load_kspace, read_kspace
 from medip.operators import centered_fft
 from medip.tasks import MRI
 
@@ -41,6 +41,8 @@ def test_ismrmrd_spiral_sample_keeps_its_trajectory_and_geometry(sample_dir):
     assert stack.header["trajectory"] == "spiral"
     with pytest.raises(InputError, match="non-Cartesian k-space has no grid"):
         load_kspace(sample_dir / "mr_spiral_8coil.h5")
+    with pytest.raises(InputError, match=r"trajectory has \(16, 1284, 2\) positions"):
+        KSpace(stack.data, stack.source, stack.trajectory[::2], stack.matrix)
 
 
 def _space(matrix, fov):
