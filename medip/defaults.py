@@ -45,6 +45,7 @@ SIMULATIONS = ("noise", "mask", "downsample", "ct", "mri")
 # discrepancy principle). Tasks list the ones they offer in their spec.
 METHOD = "dip"
 METHODS = ("dip", "sense", "tv", "wavelet")
-# MRI coil maps and the part of the complex image written (medip.tasks.mri).
-MRI_MAPS = ("espirit", "ratio")
+# MRI coil maps (medip.tasks.mri; auto: ESPIRiT where its calibration matrix is overdetermined,
+# else the ratio method) and the part of the complex image written.
+MRI_MAPS = ("auto", "espirit", "ratio")
 MRI_PARTS = ("magnitude", "phase", "complex")

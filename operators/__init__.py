@@ -6,8 +6,8 @@ composes with ``@`` and scalars.
 """
 
 from .base import Identity, LinearOperator
-from .coils import (CoilMaps, acs_lines, compression, espirit, estimate_sensitivities, mix_coils,
-                    simulated_sensitivities, whitening)
+from .coils import (CoilMaps, acs_lines, compression, espirit, espirit_is_determined,
+                    estimate_sensitivities, mix_coils, simulated_sensitivities, whitening)
 from .downsample import KERNELS, Downsample
 from .fourier import (Fourier, centered_fft, centered_ifft, channels_to_complex,
                       complex_to_channels, root_sum_of_squares)
@@ -25,6 +25,7 @@ __all__ = [
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",
     "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson", "NUFFT",
-    "pipe_menon_dcf", "espirit", "simulated_sensitivities", "whitening", "compression",
-    "mix_coils", "golden_angle_radial", "variable_density_spiral", "keep_shots",
+    "pipe_menon_dcf", "espirit", "espirit_is_determined", "simulated_sensitivities",
+    "whitening", "compression", "mix_coils", "golden_angle_radial", "variable_density_spiral",
+    "keep_shots",
 ]

@@ -25,8 +25,8 @@ from ..errors import InputError
 from ..io.acquisition import KSpace
 from ..io.volume import Volume
 from ..operators import (NUFFT, CoilMaps, Fourier, acs_lines, cartesian_mask, centered_fft,
-                         compression, espirit, estimate_sensitivities, keep_shots, mix_coils,
-                         pipe_menon_dcf, whitening)
+                         compression, espirit, espirit_is_determined, estimate_sensitivities,
+                         keep_shots, mix_coils, pipe_menon_dcf, whitening)
 from .base import Problem, Region, Task
 from .specs import SPECS
 
@@ -49,7 +49,9 @@ class MRI(Task):
     seeded), else from ``mask`` (nonzero = sampled), else from the data (its nonzero samples).
     Non-Cartesian: ``acceleration`` keeps every n-th shot (spoke, interleave).
 
-    ``maps``: ``"espirit"`` or ``"ratio"``; ``coils``: compress to that many virtual coils;
+    ``maps``: ``"espirit"``, ``"ratio"`` or ``"auto"`` (ESPIRiT where the calibration region
+    determines it, :func:`~medip.operators.espirit_is_determined`, else the ratio method);
+    ``coils``: compress to that many virtual coils;
     ``prewhiten``: None uses the noise scan when there is one, True requires it, False skips it;
     ``part``: the part of the complex image returned, ``"magnitude"``, ``"phase"`` or
     ``"complex"``.
@@ -141,14 +143,15 @@ class MRI(Task):
         return data.abs().sum((0, 1)) > 0  # already undersampled: acquired = nonzero
 
     def _cartesian_maps(self, kspace: torch.Tensor, lines: int, maps: str, where) -> CoilMaps:
+        rows, columns = self.image_shape[-2:]
+        height, width = min(rows, CALIBRATION), min(lines, CALIBRATION)
+        maps = _chosen(maps, len(kspace), (height, width))
         if maps == "ratio" or len(self.image_shape) == 3:
             return estimate_sensitivities(kspace, lines)
         if lines < 8:
             raise InputError(f"{where}: ESPIRiT needs at least 8 fully sampled central lines, "
                              f"the mask has {lines}; raise center_fraction or use maps='ratio'")
-        width = min(lines, CALIBRATION)
-        rows, columns = self.image_shape
-        region = kspace[:, rows // 2 - CALIBRATION // 2:rows // 2 + CALIBRATION // 2,
+        region = kspace[:, rows // 2 - height // 2:rows // 2 - height // 2 + height,
                         columns // 2 - width // 2:columns // 2 - width // 2 + width]
         return espirit(region, self.image_shape)
 
@@ -163,7 +166,7 @@ class MRI(Task):
         rows, columns = self.image_shape
         box = (slice(None), slice(rows // 2 - CALIBRATION // 2, rows // 2 + CALIBRATION // 2),
                slice(columns // 2 - CALIBRATION // 2, columns // 2 + CALIBRATION // 2))
-        if maps == "espirit":
+        if _chosen(maps, len(kspace), (CALIBRATION, CALIBRATION)) == "espirit":
             return espirit(grid[box], self.image_shape)
         boxed = torch.zeros_like(grid)
         boxed[box] = grid[box]
@@ -205,6 +208,13 @@ class MRI(Task):
 
     def fit_reference(self, volume: Volume) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(volume.array.transpose(2, 1, 0)))
+
+
+def _chosen(maps: str, coils: int, calibration: tuple[int, int]) -> str:
+    """``maps``, with ``"auto"`` resolved for a calibration region of that shape."""
+    if maps != "auto":
+        return maps
+    return "espirit" if espirit_is_determined(coils, calibration) else "ratio"
 
 
 def _noise_level(y: torch.Tensor, trajectory: torch.Tensor | None,

@@ -129,7 +129,7 @@ def test_mri_raw_data_through_the_command_line_with_a_classical_method(tmp_path,
     assert image.shape == (160, 160, 1)
     np.testing.assert_allclose(image.header.get_zooms(), (1.25, 1.25, 4.0), rtol=1e-5)
     record = json.loads((tmp_path / "tv.nii.gz.medip.json").read_text())
-    assert record["options"]["method"] == "tv" and record["options"]["maps"] == "espirit"
+    assert record["options"]["method"] == "tv" and record["options"]["maps"] == "auto"
     done = run("mri", sample_dir / "mr_twix_gre.dat", "--method", "bm3d", "-o",
                tmp_path / "x.nii.gz", check_rc=2)
     assert "invalid choice: 'bm3d'" in done.stderr

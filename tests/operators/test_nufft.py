@@ -5,6 +5,7 @@ import torch
 
 from medip.errors import MissingExtra
 from medip.operators import (NUFFT, centered_fft, centered_ifft, compression, espirit,
+                             espirit_is_determined,
                              estimate_sensitivities, golden_angle_radial, keep_shots, mix_coils,
                              pipe_menon_dcf, root_sum_of_squares, simulated_sensitivities,
                              variable_density_spiral, whitening)
@@ -93,6 +94,8 @@ def test_espirit_maps_explain_the_real_coil_images(kspace_2coil):
 def test_espirit_refuses_a_too_small_calibration_region():
     with pytest.raises(ValueError, match="too small"):
         espirit(torch.ones(2, 6, 6, dtype=torch.complex64), (32, 32))
+    # 19 x 3 patch positions cannot determine 8 coils x 6 x 6 kernel weights; 19 x 19 can
+    assert not espirit_is_determined(8, (24, 8)) and espirit_is_determined(8, (24, 24))
 
 
 def test_whitening_decorrelates_noise_and_compression_keeps_the_signal(kspace_2coil):
