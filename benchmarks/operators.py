@@ -5,7 +5,11 @@ the same centre) with 180 and 360 angles against scikit-image's radon + iradon (
 symmetry-reduced sparse-matrix path once built, its size and build time, the
 interpolating path, and per slice when 16 slices go through at once), FBP against iradon, and the
 sinogram's relative difference as the accuracy check. Fourier (issue 4): forward + adjoint for 320x320 with 16 coils and a 128^3 single-coil
-volume against numpy's FFT. Run: ``python -m benchmarks.operators``.
+volume against numpy's FFT. NUFFT (issue 20): forward + adjoint of a 256x256 image with 32 coils
+on 400 golden-angle radial spokes x 256 samples (102k samples) against torchkbnufft (its
+table-interpolation and sparse-matrix paths, when installed), with the relative difference as
+the accuracy check. Run: ``python -m benchmarks.operators [radon] [fourier] [nufft]`` (all by
+default).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import torch
 from skimage.transform import iradon, radon
 
 from .common import best_time, peak_rss_mb, write_results
-from medip.operators import Fourier, Radon, cartesian_mask
+from medip.operators import NUFFT, Fourier, Radon, cartesian_mask, golden_angle_radial
 
 
 def radon_rows() -> list[dict]:
@@ -89,10 +93,56 @@ def fourier_rows() -> list[dict]:
     return rows
 
 
+def nufft_rows() -> list[dict]:
+    shape, coils = (256, 256), 32
+    gen = torch.Generator().manual_seed(0)
+    trajectory = golden_angle_radial(400, 256)
+    sens = torch.randn(coils, *shape, dtype=torch.complex64, generator=gen) / coils ** 0.5
+    x = torch.randn(1, 1, *shape, dtype=torch.complex64, generator=gen)
+    A = NUFFT(shape, trajectory, sens)
+    ours = A.H(A(x))
+    row = {"case": f"nufft 256^2, {coils} coils, {trajectory.shape[0] * trajectory.shape[1]} "
+                   f"samples", "medip_finufft_fwd_adj_s": best_time(lambda: A.H(A(x)))}
+    try:
+        import torchkbnufft as tkbn
+    except ImportError:
+        print("torchkbnufft is not installed: its rows are left out")
+    else:
+        omega = (2 * np.pi * trajectory.reshape(-1, 2).T).contiguous()  # radians, (2, M)
+        forward, adjoint = tkbn.KbNufft(im_size=shape), tkbn.KbNufftAdjoint(im_size=shape)
+        interp = tkbn.calc_tensor_spmatrix(omega, im_size=shape)
+        scale = float(np.sqrt(np.prod(shape)))  # torchkbnufft is unnormalised; ours is unitary
+        image = x[0] * sens[None]  # (1, coils, H, W)
+
+        def table():
+            return adjoint(forward(image, omega), omega)
+
+        def sparse():
+            return adjoint(forward(image, omega, interp), omega, interp)
+
+        theirs = (table() * sens.conj()[None]).sum(1, keepdim=True) / scale ** 2
+        row.update(torchkbnufft_table_fwd_adj_s=best_time(table),
+                   torchkbnufft_sparse_fwd_adj_s=best_time(sparse),
+                   rel_diff=float((ours - theirs).norm() / theirs.norm()))
+        row["speedup_vs_best_torchkbnufft"] = min(row["torchkbnufft_table_fwd_adj_s"],
+                                                  row["torchkbnufft_sparse_fwd_adj_s"]) \
+            / row["medip_finufft_fwd_adj_s"]
+    row["peak_rss_mb"] = peak_rss_mb()
+    return [row]
+
+
 if __name__ == "__main__":
+    import sys
+
     torch.set_num_threads(2)
-    radon_table = radon_rows()
-    write_results("radon", radon_table, list(radon_table[0]))
-    write_results("fourier", fourier_rows(),
-                  ["case", "medip_fwd_adj_s", "numpy_fwd_adj_s", "speedup", "max_abs_diff",
-                   "peak_rss_mb"])
+    chosen = sys.argv[1:] or ["radon", "fourier", "nufft"]
+    if "radon" in chosen:
+        radon_table = radon_rows()
+        write_results("radon", radon_table, list(radon_table[0]))
+    if "fourier" in chosen:
+        write_results("fourier", fourier_rows(),
+                      ["case", "medip_fwd_adj_s", "numpy_fwd_adj_s", "speedup", "max_abs_diff",
+                       "peak_rss_mb"])
+    if "nufft" in chosen:
+        nufft_table = nufft_rows()
+        write_results("nufft", nufft_table, list(nufft_table[0]))

@@ -86,8 +86,8 @@ def conjugate_gradient(A: LinearOperator, y: torch.Tensor, sigma: float | None,
 def residual_floor(A: LinearOperator, y: torch.Tensor) -> float:
     """The least-squares residual ``min_x ||A x - y||^2`` (CG to a :data:`FLOOR_STALL` stall):
     the part of the data no image explains, i.e. the noise outside ``A``'s range plus any model
-    error (on the real spiral sample about 37 times the noise energy, concentrated at the
-    k-space centre: off-resonance and trajectory errors)."""
+    error (on the real spiral sample 3.7 to 7 times the noise energy, concentrated at the
+    k-space centre: off-resonance, trajectory and coil-map errors)."""
     return conjugate_gradient(A, y, None, CG_ITERATIONS, stall=FLOOR_STALL)[2]
 
 
