@@ -66,13 +66,16 @@ def conjugate_gradient(A: LinearOperator, y: torch.Tensor, sigma: float | None,
     r = A.adjoint(y)
     p = r.clone()
     rr = _dot(r, r)
+    misfit = -y  # A x - y, updated with A p so no iteration needs a second forward
     residual = float(y.abs().square().sum())
     for step in range(1, iterations + 1):
-        Ap = A.adjoint(A.forward(p))
+        forward = A.forward(p)
+        Ap = A.adjoint(forward)
         alpha = rr / max(_dot(p, Ap), 1e-30)
         x = x + alpha * p
         r = r - alpha * Ap
-        previous, residual = residual, float((A.forward(x) - y).abs().square().sum())
+        misfit = misfit + alpha * forward
+        previous, residual = residual, float(misfit.abs().square().sum())
         if (target is not None and residual <= target) or residual > (1 - stall) * previous:
             return x, step, residual
         rr_new = _dot(r, r)
