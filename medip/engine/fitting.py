@@ -86,8 +86,8 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         device: str | torch.device = defaults.DEVICE, reference: torch.Tensor | None = None,
         callbacks: Iterable[Callable[[StepInfo], None]] = (), amp: bool = False,
         threads: int | None = None, keep_generator: bool = False, scale: float | None = None,
-        residual: bool = False, noise_free: bool = False, ensemble: int = defaults.ENSEMBLE
-        ) -> Result:
+        residual: bool = False, noise_free: bool = False, ensemble: int = defaults.ENSEMBLE,
+        noise_level: float | None = None) -> Result:
     """Fit a Deep Image Prior to measurements ``y = A x + noise`` and return the stopped image.
 
     Args:
@@ -129,6 +129,14 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
             seed's result is partly luck (2D CT denoising, seeds 0-2: 31.6-33.9 dB; their
             pairs: 33.2-34.1 dB); an ensemble is steadier and usually better, at that many
             times the time. Needs a preset name and a named or fixed stopper.
+        noise_level: the measurement noise, the root of ``E|n|^2`` per measured sample in
+            ``y``'s units (the tasks estimate or know it: denoising and inpainting from the scan,
+            MRI from the noise scan or the k-space edge). Named stoppers then take no variance
+            minimum before the data loss has fallen to the loss the noise alone leaves (the
+            discrepancy principle, :class:`~medip.engine.stopping.LossWatch`): before that the
+            fit is still learning structure, and a quiet stretch there is a plateau, not the
+            end. For the mse loss; the Poisson likelihood knows its own floor (the saturated
+            model's loss plus half a unit of deviance per ray) and takes no noise level.
 
     Raises:
         medip.errors.FitDiverged: the loss became NaN or infinite (lower ``lr``).
@@ -142,6 +150,9 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
                          f"leave it off")
     if scale is not None and not (math.isfinite(scale) and scale > 0):
         raise InputError(f"scale must be a positive finite number, got {scale}")
+    if noise_level is not None and not (math.isfinite(noise_level) and noise_level >= 0):
+        raise InputError(f"noise_level must be a finite number >= 0, got {noise_level}")
+    loss.floor(y, noise_level, 1.0)  # a loss that cannot take a noise level says so now
     if reg_noise is None:
         reg_noise = 0.0 if noise_free else REG_NOISE
     if max_steps < 1:
@@ -158,14 +169,15 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         for member_seed in seeds:
             members.append(_run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr,
                                 reg_noise, member_seed, reference, callbacks, amp,
-                                keep_generator, scale, residual, noise_free))
+                                keep_generator, scale, residual, noise_free, noise_level))
             if members[-1].interrupted:
                 break
         return members[0] if ensemble == 1 else average_results(members)
 
 
 def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_noise, seed,
-         reference, callbacks, amp, keep_generator, scale, residual, noise_free) -> Result:
+         reference, callbacks, amp, keep_generator, scale, residual, noise_free, noise_level
+         ) -> Result:
     start = time.perf_counter()
     measured = y
     with torch.no_grad():
@@ -194,7 +206,9 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
 
     _check_generator(gen, x0, is_complex)
     min_steps = minimum_stop_step(residual, max_steps)
-    stop = make_stopper(stopper, len(spatial), min_steps, max_steps if noise_free else None)
+    floor = loss.floor(measured, noise_level, scale)
+    stop = make_stopper(stopper, len(spatial), min_steps, max_steps if noise_free else None,
+                        floor)
     data_loss = loss.bind(scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
@@ -212,7 +226,7 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
             optimizer.zero_grad(set_to_none=True)
             with autocast:
                 out = gen(reg_noise).float()
-            objective = data_loss(A.forward(to_channels(out)), y_n)
+            objective = data = data_loss(A.forward(to_channels(out)), y_n)
             if tv_weight:
                 objective = objective + tv_weight * total_variation(out)
             objective.backward()
@@ -222,6 +236,7 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
                 raise FitDiverged(f"the loss became {value} at step {step}; lower lr "
                                          f"(now {lr}) or check the data's scale")
             history["loss"].append(value)
+            stop.observe(float(data.detach()) if tv_weight else value)
             done = stop.update(step, out.detach())
             info = StepInfo(step, value, stop.history[-1], max_steps)
             if ref is not None:
@@ -238,7 +253,9 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
         interrupted = True
         if stop.best is None:
             raise
-    best = stop.best if stop.best is not None else out.detach()
+    # no candidate: a run shorter than the stopper's window, or one whose loss never reached
+    # the noise floor; the stopper's running mean is then still the better image
+    best = stop.best if stop.best is not None else stop.estimate(out.detach())
     image = to_image(best)
     variance = stop.variance_map
     if variance is not None:

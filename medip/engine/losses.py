@@ -13,6 +13,7 @@ import torch
 
 from ..errors import InputError
 from ..operators.noise import PhotonCounts
+from .stopping import noise_floor
 
 BoundLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -28,6 +29,16 @@ class Loss:
     def bind(self, scale: float, device: torch.device) -> BoundLoss:
         raise NotImplementedError
 
+    def floor(self, y: torch.Tensor, sigma: float | None, scale: float) -> float | None:
+        """The loss (bound to ``scale``) that the noise alone leaves against the true image, or
+        None where it is unknown: the stoppers take no variance minimum before the fit's loss
+        has fallen to it (:class:`~medip.engine.stopping.LossWatch`). ``sigma``: the noise
+        level where the caller knows it (the root of ``E|n|^2`` per measured sample)."""
+        if sigma is not None:
+            raise InputError(f"noise_level sets a noise floor for the mse loss; the {self.name} "
+                             f"loss has no use for it: leave noise_level out")
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -39,6 +50,10 @@ class MSE(Loss):
 
     def bind(self, scale: float, device: torch.device) -> BoundLoss:
         return lambda pred, y: (pred - y).abs().square().mean()
+
+    def floor(self, y: torch.Tensor, sigma: float | None, scale: float) -> float | None:
+        """``sigma^2`` over the measured fraction of ``y`` (:func:`noise_floor`), normalised."""
+        return None if sigma is None else noise_floor(y, sigma) / scale ** 2
 
 
 class L1(Loss):
@@ -80,6 +95,18 @@ class TransmissionPoisson(Loss):
     def bind(self, scale: float, device: torch.device) -> BoundLoss:
         counts, photons = self.counts.to(device), self.photons  # moved once, not every step
         return lambda pred, y: poisson_nll(pred * scale, counts, photons) / photons
+
+    def floor(self, y: torch.Tensor, sigma: float | None, scale: float) -> float | None:
+        """The likelihood's own noise floor: the loss of the saturated model (each ray's line
+        integral ``-log(counts / I0)``) plus half a unit of deviance per detected ray, the
+        expected ``(loss(truth) - loss(saturated)) * I0`` for Poisson counts (the deviance of
+        a Poisson count is about chi-squared with one degree of freedom)."""
+        super().floor(y, sigma, scale)
+        counts = self.counts.double()
+        detected = counts > 0
+        saturated = -torch.log(counts.clamp(min=1) / self.photons)
+        per_ray = torch.where(detected, counts * (1 + saturated) + 0.5, torch.zeros_like(counts))
+        return float(per_ray.mean()) / self.photons
 
     def __repr__(self) -> str:
         return f"TransmissionPoisson(photons={self.photons:g})"

@@ -24,6 +24,7 @@ from .. import defaults
 from ..errors import InputError, MissingExtra
 from ..operators import LinearOperator
 from .fitting import Result
+from .stopping import noise_floor
 
 #: The methods besides DIP, by name (the command line's ``--method``).
 METHODS = tuple(m for m in defaults.METHODS if m != "dip")
@@ -102,7 +103,7 @@ def _discrepancy(y: torch.Tensor, sigma: float | None) -> float | None:
     """The noise energy ``m sigma^2`` of the measured (nonzero) samples."""
     if sigma is None:
         return None
-    return float((y != 0).sum()) * sigma ** 2
+    return y.numel() * noise_floor(y, sigma)
 
 
 def discrepancy_target(A: LinearOperator, y: torch.Tensor, sigma: float) -> float:

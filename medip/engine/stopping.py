@@ -21,6 +21,9 @@ from typing import Sequence
 
 import torch
 
+#: Steps over which :class:`LossWatch` averages the data loss.
+LOSS_WINDOW = 16
+
 
 class Stopper:
     """One interface: ``update(step, output) -> bool`` (True = stop), ``best``, ``best_step``,
@@ -35,6 +38,9 @@ class Stopper:
     def update(self, step: int, output: torch.Tensor) -> bool:
         raise NotImplementedError
 
+    def observe(self, loss: float) -> None:
+        """The data loss of the step about to be passed to :meth:`update` (``fit`` calls it)."""
+
     def estimate(self, output: torch.Tensor) -> torch.Tensor:
         return output
 
@@ -42,6 +48,47 @@ class Stopper:
         self.best = self.estimate(output.detach()).clone()
         self.best_step = step
         self.variance_map = variance.clone() if variance is not None else None
+
+
+class LossWatch:
+    """The discrepancy principle, step by step: whether the data loss, averaged over the last
+    ``window`` steps (one step's loss scatters with the perturbed input), has fallen to ``floor``,
+    the loss that the noise alone gives (:func:`noise_floor`). Before then the fit has not yet
+    explained the data down to their noise, so it is still fitting structure."""
+
+    def __init__(self, floor: float, window: int = LOSS_WINDOW) -> None:
+        if not (math.isfinite(floor) and floor >= 0):
+            raise ValueError(f"the noise floor must be a finite number >= 0, got {floor}")
+        self.floor, self.window = floor, window
+        self._recent: list[float] = []
+        self.reached = False
+        self.step = -1  # the step it was reached
+
+    def add(self, loss: float) -> None:
+        self._recent = (self._recent + [loss])[-self.window:]
+        if not self.reached:
+            self.step += 1
+            self.reached = (len(self._recent) == self.window
+                            and sum(self._recent) / self.window <= self.floor)
+
+
+def discrepancy_step(losses: Sequence[float], floor: float, window: int = LOSS_WINDOW) -> int:
+    """The first step at which a recorded loss history reaches ``floor`` (:class:`LossWatch`);
+    ``len(losses)`` if it never does."""
+    watch = LossWatch(floor, window)
+    for loss in losses:
+        watch.add(loss)
+        if watch.reached:
+            return watch.step
+    return len(losses)
+
+
+def noise_floor(y: torch.Tensor, sigma: float) -> float:
+    """The mean squared data loss (``fit``'s MSE, ``mean |A x - y|^2``) that noise with
+    ``E|n|^2 = sigma^2`` per measured sample leaves against the true image: ``sigma^2`` times the
+    fraction of ``y`` that is measured, its nonzero entries (masks and undersampled k-space hold
+    exact zeros where nothing was measured)."""
+    return sigma ** 2 * float((y != 0).double().mean())
 
 
 class _VarianceStopper(Stopper):
@@ -53,7 +100,8 @@ class _VarianceStopper(Stopper):
     return the tracked mean of the outputs (default) rather than the last output.
     """
 
-    def __init__(self, patience: int, min_steps: int = 0, average: bool = True) -> None:
+    def __init__(self, patience: int, min_steps: int = 0, average: bool = True,
+                 floor: float | None = None) -> None:
         super().__init__()
         self.average = average
         if patience < 1:
@@ -62,16 +110,26 @@ class _VarianceStopper(Stopper):
             raise ValueError(f"min_steps must be >= 0, got {min_steps}")
         self.patience, self.min_steps = patience, min_steps
         self.best_variance = math.inf
+        self.watch = LossWatch(floor) if floor is not None else None
+
+    def observe(self, loss: float) -> None:
+        if self.watch is not None:
+            self.watch.add(loss)
+
+    def _open(self, step: int) -> bool:
+        """Whether minima count yet: past ``min_steps`` and, with a noise floor, past the step
+        whose smoothed data loss first reached it."""
+        return step >= self.min_steps and (self.watch is None or self.watch.reached)
 
     def _is_new_best(self, step: int, variance: float) -> bool:
-        """The rule: a new variance minimum at or after ``min_steps``."""
-        if step < self.min_steps or not variance < self.best_variance:
+        """The rule: a new variance minimum once :meth:`_open`."""
+        if not self._open(step) or not variance < self.best_variance:
             return False
         self.best_variance = variance
         return True
 
     def _patience_out(self, step: int) -> bool:
-        return step >= self.min_steps and step - self.best_step >= self.patience
+        return self._open(step) and self.best_step >= 0 and step - self.best_step >= self.patience
 
     def _track(self, step: int, output: torch.Tensor, variance_map: torch.Tensor) -> bool:
         variance = float(variance_map.mean())
@@ -80,13 +138,19 @@ class _VarianceStopper(Stopper):
             self._keep(step, output, variance_map)
         return self._patience_out(step)
 
-    def replay(self, variances: Sequence[float]) -> int:
-        """The step this rule (its ``min_steps`` and ``patience``) returns on a recorded variance
-        history (NaN while warming up), as if it had run then: one long run gives both the step
-        the shipped rule stops at and the best image anywhere (the benchmarks' stopping gap)."""
+    def replay(self, variances: Sequence[float], losses: Sequence[float] = ()) -> int:
+        """The step this rule (its ``min_steps``, ``patience`` and noise floor) returns on a
+        recorded variance history (NaN while warming up) and, with a floor, loss history, as if it
+        had run then: one long run gives both the step the shipped rule stops at and the best
+        image anywhere (the benchmarks' stopping gap). -1: no candidate in the history."""
         rule = copy.copy(self)
         rule.best_variance, rule.best_step = math.inf, -1
+        if self.watch is not None:
+            if len(losses) < len(variances):
+                raise ValueError("replay: a rule with a noise floor needs the loss history too")
+            rule.watch = LossWatch(self.watch.floor, self.watch.window)
         for step, variance in enumerate(variances):
+            rule.observe(losses[step] if rule.watch is not None else math.nan)
             if not math.isnan(variance) and rule._is_new_best(step, variance):
                 rule.best_step = step
             if rule._patience_out(step):
@@ -111,8 +175,8 @@ class WindowedVariance(_VarianceStopper):
     """
 
     def __init__(self, window: int = 64, patience: int = 200, min_steps: int = 0,
-                 average: bool = True) -> None:
-        super().__init__(patience, min_steps, average)
+                 average: bool = True, floor: float | None = None) -> None:
+        super().__init__(patience, min_steps, average, floor)
         if window < 2:
             raise ValueError(f"window must be >= 2, got {window}")
         self.window = window
@@ -155,8 +219,8 @@ class ExponentialVariance(_VarianceStopper):
     """
 
     def __init__(self, alpha: float = 0.05, patience: int = 200, warmup: int | None = None,
-                 min_steps: int = 0, average: bool = True) -> None:
-        super().__init__(patience, min_steps, average)
+                 min_steps: int = 0, average: bool = True, floor: float | None = None) -> None:
+        super().__init__(patience, min_steps, average, floor)
         if not 0 < alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.alpha = alpha
@@ -214,10 +278,11 @@ class FinalMean(WindowedVariance):
 
 
 def make_stopper(stopper: str | int | Stopper, spatial_dims: int, min_steps: int = 0,
-                 noise_free_steps: int | None = None) -> Stopper:
+                 noise_free_steps: int | None = None, floor: float | None = None) -> Stopper:
     """``"wmv"``, ``"emv"``, ``"auto"`` (WMV in 2D, EMV in 3D), a step count, or a Stopper;
-    ``min_steps`` goes to the variance stoppers built from a name. With ``noise_free_steps``
-    (exact data), a name means :class:`FinalMean` over that many steps."""
+    ``min_steps`` and the noise ``floor`` (:class:`LossWatch`) go to the variance stoppers built
+    from a name. With ``noise_free_steps`` (exact data), a name means :class:`FinalMean` over that
+    many steps."""
     if isinstance(stopper, Stopper):
         return stopper
     if isinstance(stopper, int) and not isinstance(stopper, bool):
@@ -227,8 +292,8 @@ def make_stopper(stopper: str | int | Stopper, spatial_dims: int, min_steps: int
     if noise_free_steps and stopper in ("wmv", "emv"):
         return FinalMean(noise_free_steps)
     if stopper == "wmv":
-        return WindowedVariance(min_steps=min_steps)
+        return WindowedVariance(min_steps=min_steps, floor=floor)
     if stopper == "emv":
-        return ExponentialVariance(min_steps=min_steps)
+        return ExponentialVariance(min_steps=min_steps, floor=floor)
     raise ValueError(f"unknown stopper {stopper!r}; use 'wmv', 'emv', 'auto', a step count or a "
                      f"Stopper instance")
