@@ -220,7 +220,7 @@ def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, o
     options.pop("method", None)
     if state is None:
         return fit(problem.A, problem.y, stopper=budget.stopper, max_steps=budget.max_steps,
-                   **options)
+                   noise_level=problem.sigma, **options)
     gen = build_generator(options["generator"], problem.image_shape, channels,
                           seed=options["seed"])
     gen.load_state_dict(state)

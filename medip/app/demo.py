@@ -15,7 +15,7 @@ from ..engine.metrics import psnr, ssim
 from ..engine.progress import ProgressBar
 from ..io.atomic import atomic_write
 from ..io.preview import window_to_uint8
-from ..operators import Identity, gaussian
+from ..operators import Identity, estimate_sigma, gaussian
 from .provenance import versions
 from .report import plot_history
 
@@ -61,13 +61,16 @@ def run_demo(output: str | Path = "medip-demo", data: str | Path | None = None, 
     sigma = 25 / 255 * float(clean.max() - clean.min())
     noisy = gaussian(clean, sigma, seed=seed)
     bar = ProgressBar(max_steps, "denoising", progress)
-    # the clean slice only adds PSNR/SSIM to the history (for the plot); it never steers the fit
+    # as the denoise task does: the noise level, estimated from the noisy slice alone, sets the
+    # floor the stop waits for; the clean slice only adds PSNR/SSIM to the history (the plot)
+    estimated = estimate_sigma(noisy)
     result = fit(Identity(), noisy, seed=seed, max_steps=max_steps, callbacks=[bar], reference=clean,
-                 threads=DEMO_THREADS)
+                 threads=DEMO_THREADS, noise_level=estimated)
     bar.close()
     out = Path(output)
     report = {
-        "input": str(source), "task": "denoise", "noise_sigma_hu": sigma, "size": size,
+        "input": str(source), "task": "denoise", "noise_sigma_hu": sigma,
+        "noise_sigma_estimated_hu": estimated, "size": size,
         "seed": seed, "stop_step": result.stop_step, "steps_run": result.steps_run,
         "seconds": round(result.elapsed, 2),
         "psnr_noisy_db": psnr(noisy, clean), "psnr_denoised_db": psnr(result.image, clean),

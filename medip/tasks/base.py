@@ -46,7 +46,8 @@ class Problem:
     to_image: Callable[[torch.Tensor], torch.Tensor] = _first_channel
     to_variance: Callable[[torch.Tensor], torch.Tensor] = _first_channel
     #: The measurement noise level per sample (``E|n|^2``'s root, in ``y``'s units) where the
-    #: task knows or estimates it: the classical methods set their weight from it.
+    #: task knows or estimates it: the DIP stop waits for the loss it leaves (the noise floor,
+    #: ``fit(noise_level=)``) and the classical methods set their weight from it.
     sigma: float | None = None
 
     def images(self, result: Result) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,7 @@ from ..engine.fitting import robust_scale
 from ..errors import InputError
 from ..io.sinogram import Sinogram
 from ..io.volume import Volume
-from ..operators import Radon
+from ..operators import Radon, estimate_sigma_1d
 from .base import Problem, Region, Task, cut
 from .specs import SPECS
 
@@ -51,6 +51,8 @@ class CT(Task):
                 len(sinogram.data), *self.A.image_shape):
             raise InputError(f"{like.source}: a volume of {like.shape} cannot hold "
                              f"{len(sinogram.data)} slices of {tuple(self.A.image_shape)}")
+        # the noise floor the fit's stop waits for (fit(noise_level=)): the log sinogram's noise
+        self.sigma = estimate_sigma_1d(torch.from_numpy(sinogram.data))
         fbp = self.A.pinv(torch.from_numpy(sinogram.data)[:, None])[:, 0]
         self._fbp_mu = fbp
         self.measured = self._volume(mu_to_hu(fbp).numpy(), units="HU")
@@ -67,7 +69,7 @@ class CT(Task):
         image_shape = tuple(self.A.image_shape) if plane_axis is not None else (
             y.shape[2], *self.A.image_shape)
         return Problem(self.A, y, image_shape, to_image=_mu_to_hu_first,
-                       to_variance=_mu_to_hu_variance)
+                       to_variance=_mu_to_hu_variance, sigma=self.sigma)
 
     def _volume(self, array: np.ndarray, units: str) -> Volume:
         array = np.ascontiguousarray(array.transpose(2, 1, 0))

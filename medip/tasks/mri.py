@@ -100,7 +100,7 @@ class MRI(Task):
             zero_filled = base.pinv(self.y)[:, 0]
         self.supports = [m.support for m in found]
         if self.sigma is None:
-            self.sigma = _noise_level(self.y, stack.trajectory, shots if not stack.cartesian
+            self.sigma = kspace_noise_level(self.y, stack.trajectory, shots if not stack.cartesian
                                       else None)
         self._zero_filled = zero_filled.reshape(self.shape)
         self.measured = self._volume(self._zero_filled.numpy())
@@ -217,7 +217,7 @@ def _chosen(maps: str, coils: int, calibration: tuple[int, int]) -> str:
     return "espirit" if espirit_is_determined(coils, calibration) else "ratio"
 
 
-def _noise_level(y: torch.Tensor, trajectory: torch.Tensor | None,
+def kspace_noise_level(y: torch.Tensor, trajectory: torch.Tensor | None,
                  shots: torch.Tensor | None) -> float:
     """The noise level per complex sample (``E|n|^2 = sigma^2``) from the measured samples at the
     edge of k-space (:data:`NOISE_CORNER`, :data:`NOISE_RADIUS`), by the median absolute

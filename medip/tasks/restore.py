@@ -18,7 +18,7 @@ import torch
 from .. import defaults
 from ..errors import InputError
 from ..io.volume import Volume
-from ..operators import Downsample, Identity, LinearOperator, Mask
+from ..operators import Downsample, Identity, LinearOperator, Mask, estimate_sigma
 from .base import Problem, Region, Task, cut
 from .specs import SPECS
 
@@ -69,15 +69,34 @@ class _ScanTask(Task):
                                          units=f"({units})^2" if units else ""))
 
 
+def scan_noise(array: np.ndarray, known: np.ndarray | None = None) -> float:
+    """The noise level of a scan (:func:`~medip.operators.estimate_sigma` over its planes;
+    ``known``: only the known voxels), at most :data:`NOISE_PLANES` planes spread through it."""
+    step = max(1, array.shape[-1] // NOISE_PLANES)
+    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array[..., ::step], -1, 0)))
+    mask = None if known is None else torch.from_numpy(
+        np.ascontiguousarray(np.moveaxis(known[..., ::step], -1, 0)))
+    return estimate_sigma(planes.double(), known=mask)
+
+
+#: Planes a scan's noise estimate reads (each plane has thousands of 2x2 blocks).
+NOISE_PLANES = 16
+
+
 @dataclass
 class Denoise(_ScanTask):
-    """Gaussian-noise removal: ``A`` is the identity."""
+    """Gaussian-noise removal: ``A`` is the identity. The noise level is estimated from the scan
+    (:func:`scan_noise`) and sets the fit's noise floor (``fit(noise_level=)``)."""
 
     spec = SPECS["denoise"]
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sigma = scan_noise(self.measured.array)
+
     def problem(self, region: Region, plane_axis: int | None) -> Problem:
         y = cut(self.measured.array, region, plane_axis)
-        return Problem(Identity(), y, tuple(y.shape[2:]))
+        return Problem(Identity(), y, tuple(y.shape[2:]), sigma=self.sigma)
 
 
 @dataclass
@@ -95,12 +114,13 @@ class Inpaint(_ScanTask):
         self.mask = np.asarray(self.mask) != 0
         if self.mask.shape != self.shape:
             raise InputError(f"the mask has shape {self.mask.shape} but the scan has {self.shape}")
+        self.sigma = scan_noise(self.measured.array, self.mask)
 
     def problem(self, region: Region, plane_axis: int | None) -> Problem:
         y = cut(self.measured.array, region, plane_axis)
         known = cut(self.mask, region, plane_axis)[0]
         return Problem(Mask(known if plane_axis is not None else known[0]), y,
-                       tuple(y.shape[2:]))
+                       tuple(y.shape[2:]), sigma=self.sigma)
 
 
 @dataclass
