@@ -3,6 +3,7 @@
     python -m benchmarks.engine presets   # s/step, peak RSS, PSNR curve per preset (2D 256^2, 3D 64^3)
     python -m benchmarks.engine gap       # early-stopping gap on 6 cases: detected vs oracle PSNR
     python -m benchmarks.engine layout    # s/step of each preset in NCHW vs channels-last
+    python -m benchmarks.engine batching  # members in one batched pass vs one at a time
     python -m benchmarks.engine volume    # warm vs cold slices on 16 brain slices
     python -m benchmarks.engine full-volume [3D_STEPS]   # 91x109x91 brain: slices vs one 3D fit
 
@@ -151,7 +152,10 @@ def layout() -> None:
     write_results("layout", rows, list(rows[0]))
 
 
-def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int) -> float:
+def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int, batch: int = 1,
+               bf16: bool = False) -> float:
+    """Median seconds per Adam step of one preset network; ``batch`` inputs share its weights
+    (the most that batching members could gain); ``bf16``: CPU autocast."""
     from medip.engine.nets import build_network
 
     torch.manual_seed(0)
@@ -159,16 +163,73 @@ def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int) -> fl
     if channels_last:
         net = net.to(memory_format=torch.channels_last if len(shape) == 2
                      else torch.channels_last_3d)
-    gen = medip.engine.nets.Generator(net, shape)
+    gen = medip.engine.nets.Generator(net, shape, batch=batch)
     optimizer = torch.optim.Adam(gen.parameters(), lr=0.01)
-    target, times = torch.randn(1, 1, *shape), []
+    target, times = torch.randn(batch, 1, *shape), []
     for _ in range(steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        (gen(1 / 30) - target).square().mean().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = gen(1 / 30).float()
+        (out - target).square().mean().backward()
         optimizer.step()
         times.append(time.perf_counter() - start)
     return float(np.median(times[2:]))
+
+
+def _vmap_step_time(preset: str, shape: tuple, members: int, steps: int) -> float:
+    """Median seconds per step of ``members`` independent networks in one vmapped pass
+    (``torch.func.stack_module_state``; batch norm without running statistics)."""
+    import copy
+
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from medip.engine.nets import build_network
+
+    nets = []
+    for seed in range(members):
+        torch.manual_seed(seed)
+        nets.append(build_network(preset, len(shape), 1))
+        for module in nets[-1].modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.track_running_stats, module.running_mean, module.running_var = \
+                    False, None, None
+    params, buffers = stack_module_state(nets)
+    skeleton = copy.deepcopy(nets[0]).to("meta")
+    gens = [medip.engine.nets.Generator(net, shape) for net in nets]
+    z = torch.stack([g.z for g in gens])
+    optimizer = torch.optim.Adam(list(params.values()), lr=0.01)
+    target, times = torch.randn(1, 1, *shape), []
+    run = vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)))
+    for _ in range(steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        out = medip.engine.nets.center_crop(run(params, buffers, z + torch.randn_like(z) / 30),
+                                            shape)
+        (out - target).square().mean(dim=(1, 2, 3, 4)).sum().backward()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))
+
+
+def batching() -> None:
+    """Issue 21: can members (ensembles, slices) share one batched pass on this CPU? Per-step
+    time of the default preset at 256^2 for one member, four inputs through one shared network
+    (the upper bound of batching), four independent members through ``vmap``, and one member
+    under bfloat16 autocast; interleaved twice, the faster of the two kept."""
+    shape, preset = (256, 256), "fast"
+    runs = {"1 member": lambda: _step_time(preset, shape, True, 12),
+            "4 inputs, shared weights (batch 4)": lambda: _step_time(preset, shape, True, 8, 4),
+            "4 members, vmap": lambda: _vmap_step_time(preset, shape, 4, 8),
+            "1 member, bf16 autocast": lambda: _step_time(preset, shape, True, 12, bf16=True)}
+    times = {name: [] for name in runs}
+    for _ in range(2):
+        for name, run in runs.items():
+            times[name].append(run())
+    one = min(times["1 member"])
+    rows = [{"pass": name, "members": 4 if name.startswith("4") else 1, "s_per_step": min(t),
+             "x_one_member": min(t) / one} for name, t in times.items()]
+    write_results("batching", rows, list(rows[0]))
 
 
 def volume() -> None:
@@ -236,4 +297,4 @@ if __name__ == "__main__":
         print(json.dumps(one_preset(sys.argv[2], int(sys.argv[3]))))
     else:
         {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume,
-         "layout": layout}[command]()
+         "layout": layout, "batching": batching}[command]()

@@ -116,3 +116,37 @@ def test_denoise_and_inpaint_tasks_estimate_the_scan_noise(sample_dir):
     assert abs(Inpaint(noisy, mask=known).sigma / sigma - 1) < 0.1
     problem = Denoise(noisy).problem((slice(0, 91), slice(0, 109), slice(40, 41)), 2)
     assert problem.sigma == Denoise(noisy).sigma
+
+
+def test_the_poisson_floor_is_the_likelihood_of_the_truth(ct_mu_256):
+    """The Poisson likelihood's floor (saturated loss + half a deviance unit per ray) is what
+    the true line integrals give, and far below what a blank image gives."""
+    from medip.operators import Radon, poisson
+
+    radon = Radon((256, 256), 60, pixel_size=0.96)
+    truth = radon(ct_mu_256)
+    counts = poisson(truth, photons=1e4, seed=0)
+    loss = TransmissionPoisson.of(counts)
+    bound = loss.bind(1.0, torch.device("cpu"))
+    floor = loss.floor(counts.sinogram, None, 1.0)
+    at_truth, blank = float(bound(truth, None)), float(bound(torch.zeros_like(truth), None))
+    assert abs(at_truth - floor) < 0.02 * (blank - floor), (at_truth, floor, blank)
+    saturated = float(bound(counts.sinogram, None))
+    assert saturated < floor < at_truth + 0.02 * (blank - floor)
+
+
+def test_sinogram_noise_along_the_detectors_and_the_ct_task_carries_it(ct_mu_256):
+    from medip.io import Sinogram
+    from medip.operators import Radon, estimate_sigma_1d
+    from medip.tasks import CT
+
+    radon = Radon((256, 256), 90, pixel_size=0.96)
+    sino = radon(ct_mu_256)
+    sigma = 0.02 * float(sino.max())
+    noisy = gaussian(sino, sigma, seed=0)
+    assert abs(estimate_sigma_1d(noisy) / sigma - 1) < 0.15
+    task = CT(Sinogram(noisy[0].numpy(), radon.geometry_dict()))
+    assert task.sigma == pytest.approx(estimate_sigma_1d(noisy[0]))
+    assert task.problem((slice(0, 1), slice(None), slice(None)), 0).sigma == task.sigma
+    with pytest.raises(ValueError, match="at least 3 samples"):
+        estimate_sigma_1d(torch.zeros(4, 2))

@@ -1,0 +1,87 @@
+"""The stopping test bed's report: each stop rule's PSNR gap on the recorded traces.
+
+``python -m benchmarks.stopbed report`` after ``record``. Rules, each replayed with the library's
+own code on the recorded per-step loss and variance (see :mod:`benchmarks.stopbed`):
+
+- ``variance``: the shipped ES-WMV rule (minimum step, patience) as ``fit`` ran it so far.
+- ``discrepancy``: the first step whose smoothed data loss falls to the noise floor, from the
+  true noise level and from the one medip's task estimates from the measurement alone
+  (denoising, inpainting: ``estimate_sigma``; CT: ``estimate_sigma_1d`` along the detectors;
+  MRI: the k-space edge, ``kspace_noise_level``).
+- ``variance after discrepancy``: the variance rule with no candidate before that step, the rule
+  ``fit`` runs when it is given a noise level (the default now).
+
+A rule that has not fired by the end of a trace returns the image at its end, as ``fit`` does
+at its step budget.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from medip.engine.fitting import minimum_stop_step
+from medip.engine.stopping import WindowedVariance, discrepancy_step, noise_floor
+from medip.operators import estimate_sigma, estimate_sigma_1d
+from medip.tasks.mri import kspace_noise_level
+
+from .common import markdown_table, write_results
+from .stopbed import TRACES, images
+
+
+def _estimated_sigma(image) -> float:
+    """The noise level medip's task estimates from the measurement alone."""
+    if image.task == "denoise":
+        return estimate_sigma(image.y)
+    if image.task == "inpaint":
+        return estimate_sigma(image.y, known=image.operator.mask)
+    if image.task == "ct":
+        return estimate_sigma_1d(image.y)
+    return kspace_noise_level(image.y, None, None)
+
+
+def _gap(psnrs: np.ndarray, step: int) -> float:
+    last = len(psnrs) - 1
+    return float(psnrs.max() - psnrs[last if step < 0 else min(step, last)])
+
+
+def report() -> None:
+    data = np.load(TRACES)
+    meta = json.loads(str(data["meta"]))
+    rows = []
+    for image, info in zip(images(), meta):
+        loss, variance, psnrs = data[info["key"]]
+        scale = info["scale"]
+        min_steps = minimum_stop_step(False, 3000)
+        shipped = WindowedVariance(min_steps=min_steps)
+        before = shipped.replay(variance)
+        row = {"image": image.name, "task": image.task, "best": float(psnrs.max()),
+               "best_step": int(psnrs.argmax()), "step_before": before,
+               "variance": _gap(psnrs, before)}
+        estimates = {"true": image.sigma, "estimated": _estimated_sigma(image)}
+        for which, sigma in estimates.items():
+            floor = noise_floor(image.y, sigma) / scale ** 2
+            crossing = discrepancy_step(loss, floor)
+            row[f"discrepancy ({which})"] = _gap(psnrs, crossing)
+            now = WindowedVariance(min_steps=min_steps, floor=floor).replay(variance, loss)
+            row[f"variance after discrepancy ({which})"] = _gap(psnrs, now)
+            if which == "estimated":
+                row["step_now"] = now if now >= 0 else len(psnrs) - 1
+        rows.append(row)
+    facts = ("image", "task", "best", "best_step", "step_before", "step_now")
+    rules = [k for r in rows for k in r if k not in facts]
+    summary = {}
+    for rule in dict.fromkeys(rules):
+        gaps = np.array([r[rule] for r in rows if rule in r])
+        summary[rule] = {"images": len(gaps), "median": float(np.median(gaps)),
+                         "p90": float(np.percentile(gaps, 90)), "worst": float(gaps.max())}
+    lines = ["| rule | images | median gap (dB) | 90th percentile | worst |", "|---|---|---|---|---|"]
+    lines += [f"| {k} | {v['images']} | {v['median']:.2f} | {v['p90']:.2f} | {v['worst']:.2f} |"
+              for k, v in summary.items()]
+    columns = ["image", "best", "best_step", "step_before", "step_now", *dict.fromkeys(rules)]
+    text = "\n".join(lines) + "\n\n" + "\n".join(markdown_table(rows, columns)) + "\n"
+    write_results("stopbed", rows, columns, {"summary": summary}, text=text)
+
+
+if __name__ == "__main__":
+    report()
