@@ -35,7 +35,7 @@ from medip.operators import Fourier, Identity, LinearOperator, Mask, Radon, cart
 from medip.operators import random_pixel_mask
 from medip.tasks import fit_defaults
 
-from .common import RESULTS, write_results
+from .common import RESULTS
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SIZE = 128

@@ -9,7 +9,7 @@ from medip.engine.stopping import (LossWatch, WindowedVariance, discrepancy_step
                                    noise_floor)
 from medip.engine.losses import TransmissionPoisson
 from medip.errors import InputError
-from medip.operators import Identity, Mask, estimate_sigma, gaussian, random_pixel_mask
+from medip.operators import Identity, estimate_sigma, gaussian, random_pixel_mask
 from medip.tasks.restore import Denoise, Inpaint
 
 
