@@ -152,6 +152,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, scale=None if residual else bound.scale(),
                    residual=residual, noise_free=noise_free, method=method)
+    if bound.sigma is not None and method == "dip" and not noise_free:
+        log.info("%s: noise level %.4g per measured sample (the task's estimate); each fit's "
+                 "stop waits for the loss it leaves", spec.name, bound.sigma)
     budget = _Budget(stopper, max_steps, warm_steps)
     ref = bound.fit_reference(reference) if reference is not None else None
     start = time.perf_counter()

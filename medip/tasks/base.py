@@ -64,6 +64,9 @@ class Task:
     :meth:`to_volumes` and :meth:`fit_reference`."""
 
     spec: ClassVar[TaskSpec]
+    #: The measurement's noise level, the root of ``E|n|^2`` per measured sample in its units,
+    #: where the task knows or estimates it (every problem it makes carries it: ``Problem.sigma``).
+    sigma: float | None = None
     #: The measurement as a viewable volume (the scan itself, an FBP, a zero-filled image):
     #: what previews show beside the result, and the template for derived DICOM output.
     measured: Volume
