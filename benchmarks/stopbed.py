@@ -130,7 +130,7 @@ def record(steps: int) -> None:
                      "input_psnr": psnr(image.operator.pinv(image.y).abs()
                                         if image.y.is_complex() else image.operator.pinv(image.y),
                                         image.clean.abs())})
-        print(json.dumps({k: v for k, v in meta[-1].items()}), f"peak {max(res.history['psnr']):.2f}",
+        print(json.dumps(meta[-1]), f"peak {max(res.history['psnr']):.2f}",
               flush=True)
     RESULTS.mkdir(exist_ok=True)
     np.savez_compressed(TRACES, meta=json.dumps(meta), **traces)

@@ -21,7 +21,8 @@ import json
 
 import numpy as np
 from medip.engine.fitting import minimum_stop_step
-from medip.engine.stopping import WindowedVariance, discrepancy_step, noise_floor
+from medip.engine.losses import MSE
+from medip.engine.stopping import WindowedVariance, discrepancy_step
 from medip.operators import estimate_sigma, estimate_sigma_1d
 from medip.tasks.mri import kspace_noise_level
 
@@ -60,7 +61,7 @@ def report() -> None:
                "variance": _gap(psnrs, before)}
         estimates = {"true": image.sigma, "estimated": _estimated_sigma(image)}
         for which, sigma in estimates.items():
-            floor = noise_floor(image.y, sigma) / scale ** 2
+            floor = MSE().floor(image.y, sigma, scale)  # what fit computes
             crossing = discrepancy_step(loss, floor)
             row[f"discrepancy ({which})"] = _gap(psnrs, crossing)
             now = WindowedVariance(min_steps=min_steps, floor=floor).replay(variance, loss)

@@ -24,8 +24,8 @@ __all__ = [
     "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",
-    "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson", "estimate_sigma", "estimate_sigma_1d", "NUFFT",
-    "pipe_menon_dcf", "espirit", "espirit_is_determined", "simulated_sensitivities",
+    "scribble_mask", "text_mask", "PhotonCounts", "gaussian", "poisson", "estimate_sigma",
+    "estimate_sigma_1d", "NUFFT", "pipe_menon_dcf", "espirit", "espirit_is_determined", "simulated_sensitivities",
     "whitening", "compression", "mix_coils", "golden_angle_radial", "variable_density_spiral",
     "keep_shots",
 ]

@@ -50,7 +50,6 @@ def poisson(sinogram: torch.Tensor, photons: float, seed: int | None = 0) -> Pho
     return PhotonCounts(logged.to(sinogram.dtype), counts.to(sinogram.dtype), float(photons))
 
 
-
 # Donoho's MAD rule: the median absolute value of noise-only wavelet coefficients over this is
 # their standard deviation (the 0.75 quantile of the standard normal).
 _MAD_TO_STD = 0.6744897501960817

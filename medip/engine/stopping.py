@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from typing import Sequence
 
 import torch
@@ -60,12 +61,12 @@ class LossWatch:
         if not (math.isfinite(floor) and floor >= 0):
             raise ValueError(f"the noise floor must be a finite number >= 0, got {floor}")
         self.floor, self.window = floor, window
-        self._recent: list[float] = []
+        self._recent: deque[float] = deque(maxlen=window)
         self.reached = False
         self.step = -1  # the step it was reached
 
     def add(self, loss: float) -> None:
-        self._recent = (self._recent + [loss])[-self.window:]
+        self._recent.append(loss)
         if not self.reached:
             self.step += 1
             self.reached = (len(self._recent) == self.window
@@ -150,7 +151,8 @@ class _VarianceStopper(Stopper):
                 raise ValueError("replay: a rule with a noise floor needs the loss history too")
             rule.watch = LossWatch(self.watch.floor, self.watch.window)
         for step, variance in enumerate(variances):
-            rule.observe(losses[step] if rule.watch is not None else math.nan)
+            if rule.watch is not None:
+                rule.observe(losses[step])
             if not math.isnan(variance) and rule._is_new_best(step, variance):
                 rule.best_step = step
             if rule._patience_out(step):

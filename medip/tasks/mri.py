@@ -100,8 +100,8 @@ class MRI(Task):
             zero_filled = base.pinv(self.y)[:, 0]
         self.supports = [m.support for m in found]
         if self.sigma is None:
-            self.sigma = kspace_noise_level(self.y, stack.trajectory, shots if not stack.cartesian
-                                      else None)
+            self.sigma = kspace_noise_level(self.y, stack.trajectory,
+                                            shots if not stack.cartesian else None)
         self._zero_filled = zero_filled.reshape(self.shape)
         self.measured = self._volume(self._zero_filled.numpy())
 
@@ -218,7 +218,7 @@ def _chosen(maps: str, coils: int, calibration: tuple[int, int]) -> str:
 
 
 def kspace_noise_level(y: torch.Tensor, trajectory: torch.Tensor | None,
-                 shots: torch.Tensor | None) -> float:
+                       shots: torch.Tensor | None) -> float:
     """The noise level per complex sample (``E|n|^2 = sigma^2``) from the measured samples at the
     edge of k-space (:data:`NOISE_CORNER`, :data:`NOISE_RADIUS`), by the median absolute
     deviation of their real parts."""

@@ -69,18 +69,19 @@ class _ScanTask(Task):
                                          units=f"({units})^2" if units else ""))
 
 
+#: Planes a scan's noise estimate reads (each plane has thousands of 2x2 blocks).
+NOISE_PLANES = 16
+
+
 def scan_noise(array: np.ndarray, known: np.ndarray | None = None) -> float:
     """The noise level of a scan (:func:`~medip.operators.estimate_sigma` over its planes;
     ``known``: only the known voxels), at most :data:`NOISE_PLANES` planes spread through it."""
     step = max(1, array.shape[-1] // NOISE_PLANES)
-    planes = torch.from_numpy(np.ascontiguousarray(np.moveaxis(array[..., ::step], -1, 0)))
-    mask = None if known is None else torch.from_numpy(
-        np.ascontiguousarray(np.moveaxis(known[..., ::step], -1, 0)))
-    return estimate_sigma(planes.double(), known=mask)
 
+    def planes(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a[..., ::step], -1, 0)))
 
-#: Planes a scan's noise estimate reads (each plane has thousands of 2x2 blocks).
-NOISE_PLANES = 16
+    return estimate_sigma(planes(array), known=None if known is None else planes(known))
 
 
 @dataclass

@@ -68,7 +68,7 @@ def test_no_variance_minimum_counts_before_the_floor_and_replay_agrees():
     losses = [9, 8, 7, 6, 5, 5, 5, 5, 4, 3, 2, 1, 0.5, 0.5, 0.5, 0.5, 0.4, 0.3, 0.2, 0.1, 0.1]
     outputs = [torch.full((1, 1, 2, 2), float(v)) for v in values]
     live = WindowedVariance(window=4, patience=5, floor=1.0)
-    live.watch.window = 1
+    live.watch = LossWatch(1.0, window=1)  # this short history: no smoothing
     for i, (x, loss) in enumerate(zip(outputs, losses)):
         live.observe(loss)
         if live.update(i, x):
@@ -78,7 +78,7 @@ def test_no_variance_minimum_counts_before_the_floor_and_replay_agrees():
     for i, x in enumerate(outputs):
         recorder.update(i, x)
     rule = WindowedVariance(window=4, patience=5, floor=1.0)
-    rule.watch.window = 1
+    rule.watch = LossWatch(1.0, window=1)
     assert rule.replay(recorder.history, losses) == live.best_step
     with pytest.raises(ValueError, match="loss history"):
         rule.replay(recorder.history)
