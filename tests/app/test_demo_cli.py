@@ -30,24 +30,14 @@ def test_cli_info_and_errors(sample_dir, tmp_path):
     assert usage.returncode == 2
 
 
-def _readme_demo_figures() -> dict:
-    import re
-    from pathlib import Path
+def test_the_readme_states_the_demo_figures_that_the_benchmark_checks():
+    """`python -m benchmarks.demo` reruns the full demo against these figures (100-210 s, so not
+    here); the README must keep stating them in the form it reads, and plausibly."""
+    from benchmarks.demo import readme_figures
 
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    psnr = re.search(r"PSNR (\d+\.\d+) -> (\d+\.\d+) dB,\s+SSIM (\d\.\d+) -> (\d\.\d+)", text)
-    step = re.search(r"stopped at step (\d+) after (\d+) of its", text)
-    return {"psnr_noisy_db": float(psnr[1]), "psnr_denoised_db": float(psnr[2]),
-            "ssim_noisy": float(psnr[3]), "ssim_denoised": float(psnr[4]),
-            "stop_step": int(step[1]), "steps_run": int(step[2])}
-
-
-def test_the_demo_reproduces_the_readme_figures(tmp_path, sample_dir):
-    """The README's demo figures come from this command: the same versions reproduce them
-    exactly (thread count fixed); other library versions move them, within the stated 0.5 dB."""
-    readme = _readme_demo_figures()
-    report = run_demo(tmp_path / "demo", sample_dir, progress=False)
-    assert abs(report["psnr_noisy_db"] - readme["psnr_noisy_db"]) < 0.01  # the same noise
-    assert abs(report["psnr_denoised_db"] - readme["psnr_denoised_db"]) < 0.5, report
-    assert abs(report["ssim_denoised"] - readme["ssim_denoised"]) < 0.02, report
-    assert report["threads"] == 2 and report["versions"]["torch"].startswith("2.")
+    readme = readme_figures()
+    assert readme["psnr_denoised_db"] > readme["psnr_noisy_db"] + 5
+    assert readme["ssim_denoised"] > readme["ssim_noisy"]
+    assert 0 < readme["stop_step"] < readme["steps_run"] <= 1500
+    with pytest.raises(ValueError, match="no longer states"):
+        readme_figures("PSNR went up")

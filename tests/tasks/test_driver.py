@@ -51,9 +51,11 @@ def test_3d_and_patches_modes(brain):
     clean, noisy = noisy_crop(brain, (slice(30, 54), slice(40, 64), slice(36, 52)))
     whole = reconstruct_volume(noisy, "denoise", "3d", max_steps=200, progress=False)
     assert whole.volume.shape == clean.shape and gain(whole.volume, clean, noisy) > 2
+    clean, noisy = clean.with_array(clean.array[:, :16].copy()), noisy.with_array(
+        noisy.array[:, :16].copy())  # a 2 x 1 x 1 patch grid: one cold fit, one warm
     patched = reconstruct_volume(noisy, "denoise", "patches", patch=16, overlap=4, max_steps=200,
                                  warm_steps=60, progress=False)
-    assert len(patched.stop_steps) == 2 * 2 * 1
+    assert len(patched.stop_steps) == 2 and patched.steps_run[1] <= 60
     assert gain(patched.volume, clean, noisy) > 2
 
 
