@@ -6,6 +6,10 @@
     python -m benchmarks.engine batching  # members in one batched pass vs one at a time
     python -m benchmarks.engine volume    # warm vs cold slices on 16 brain slices
     python -m benchmarks.engine full-volume [3D_STEPS]   # 91x109x91 brain: slices vs one 3D fit
+    python -m benchmarks.engine exact     # when inpainting's known voxels count as exact
+    python -m benchmarks.engine brain-time   # the brain volume, default options: time vs estimate
+    python -m benchmarks.engine batch-workers   # 8 scans, 2 workers against one scan alone
+    python -m benchmarks.engine step-times   # s/step of every preset, one member and 4 batched
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -290,6 +294,143 @@ def full_volume() -> None:
     write_results("brain-3d-vs-slices", rows, list(rows[0]))
 
 
+def exact() -> None:
+    """Inpainting's judgement of exact data (``medip.tasks.restore.EXACT_NOISE``): the noise
+    level of half the voxels of real scans as stored and with Gaussian noise of 5 and 10/255 of
+    their range, over the task's scale; then, on clean 128^2 slices with half the pixels known,
+    the fit that takes them as noisy (the estimated noise floor) against the noise-free one."""
+    from medip.engine.fitting import robust_scale
+    from medip.operators import estimate_sigma
+    from medip.tasks.restore import EXACT_NOISE, scan_noise
+
+    from .stopbed import DATA, SCANS
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for name in ("ct_chest_16slices.nii.gz", "ct_head_slice.dcm", "mr_brain_t1_2mm.nii.gz",
+                 "mr_brain_t1_clinical.nii.gz", "mr_epi_example4d.nii.gz"):
+        array = medip.load(DATA / name, frame=0 if "4d" in name else None).array
+        array = array.astype(np.float32)
+        known = rng.random(array.shape) > 0.5
+        scale = robust_scale(torch.from_numpy(array))
+        span = float(array.max() - np.quantile(array, 0.001))
+        row = {"case": name, "stored": scan_noise(array, known) / scale}
+        for level in (5, 10):
+            noise = rng.standard_normal(array.shape).astype(np.float32) * level / 255 * span
+            row[f"+{level}/255"] = scan_noise(array + noise, known) / scale
+        rows.append(row)
+    for name in ("chest CT", "T1 2mm"):
+        clean = SCANS[name]()
+        known = random_pixel_mask(clean.shape[-2:], 0.5, seed=0)
+        A = Mask(known)
+        y = A.forward(clean)
+        sigma = estimate_sigma(y, known=known.expand_as(y))
+        row = {"case": f"{name} 128^2, half known, 1500 steps", "stored": sigma / robust_scale(y)}
+        for mode, how in (("noisy_psnr", {"noise_level": sigma}), ("exact_psnr", {"noise_free": True})):
+            res = medip.fit(A, y, max_steps=1500, seed=0, **how)
+            row[mode] = psnr(res.image, clean)
+        rows.append(row)
+        print(row, flush=True)
+    write_results("exact", rows, ["case", "stored", "+5/255", "+10/255", "noisy_psnr", "exact_psnr"],
+                  {"exact_noise": EXACT_NOISE})
+
+
+def brain_time() -> None:
+    """The 91x109x91 brain with noise of 25/255 of its range, denoised with the default options:
+    the time the driver expected before it started against the time it took, and peak RSS."""
+    import logging
+
+    brain = medip.load(SAMPLE / "mr_brain_t1_2mm.nii.gz")
+    clean = torch.from_numpy(brain.array)
+    noisy = brain.with_array(gaussian(clean, sigma_of(clean), seed=0).numpy())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    start = time.perf_counter()
+    res = medip.reconstruct_volume(noisy, "denoise", progress=False)
+    seconds = time.perf_counter() - start
+    rows = [{"case": "brain 91x109x91 denoise, defaults", "seconds": seconds,
+             "expected_seconds": res.estimate.expected_seconds,
+             "expected_over_measured": res.estimate.expected_seconds / seconds,
+             "s_per_step_probe": res.estimate.seconds_per_step,
+             "s_per_step_run": seconds / sum(res.steps_run), "steps": sum(res.steps_run),
+             "cold_steps": max(res.steps_run), "noisy_psnr": psnr(torch.from_numpy(noisy.array), clean),
+             "psnr": psnr(torch.from_numpy(res.volume.array), clean), "peak_rss_mb": peak_rss_mb()}]
+    write_results("brain-time", rows, list(rows[0]))
+
+
+def batch_workers() -> None:
+    """8 scans (128^2 slices of the 16-slice chest CT, noise of 25/255 of their range, 300 fixed
+    steps each) through ``medip batch`` with 2 workers, against one scan alone with 1 and with 2
+    threads: the target is at most 1.15 x (8 x one scan / 2), i.e. nothing lost to
+    oversubscribed threads. Each worker's thread count comes from the manifest."""
+    import tempfile
+    from dataclasses import replace
+    from pathlib import Path
+
+    from medip.app.batch import read_manifest, run_batch
+    from medip.app.options import JobOptions
+
+    from .stopbed import DATA
+
+    chest = medip.load(DATA / "ct_chest_16slices.nii.gz")
+    options = JobOptions(task="denoise", stopper="300", max_steps=300, progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        scans = Path(tmp) / "scans"
+        scans.mkdir()
+        for k in range(8):
+            plane = torch.from_numpy(np.ascontiguousarray(chest.array[:, :, 2 * k], np.float32))
+            small = torch.nn.functional.interpolate(plane[None, None], size=(128, 128),
+                                                    mode="area")[0, 0]
+            noisy = gaussian(small, sigma_of(small), seed=k).numpy()[:, :, None]
+            medip.save(chest.with_array(noisy), scans / f"scan{k}.nii.gz")
+        rows = []
+        for threads in (1, 2):
+            one = Path(tmp) / f"one-{threads}"
+            one.mkdir()
+            (one / "scan0.nii.gz").symlink_to(scans / "scan0.nii.gz")
+            start = time.perf_counter()
+            run_batch(one, Path(tmp) / f"out-one-{threads}", replace(options, threads=threads),
+                      workers=1)
+            rows.append({"run": f"one scan, 1 worker, {threads} thread(s)",
+                         "seconds": time.perf_counter() - start, "worker_threads": threads})
+        start = time.perf_counter()
+        run_batch(scans, Path(tmp) / "out-8", options, workers=2)
+        seconds = time.perf_counter() - start
+        manifest = read_manifest(Path(tmp) / "out-8")
+        threads = sorted({row["threads"] for row in manifest.values()})
+        rows.append({"run": "8 scans, 2 workers", "seconds": seconds,
+                     "worker_threads": ",".join(map(str, threads))})
+        for row in rows[:2]:
+            row["8_scans_over_ideal"] = seconds / (8 * row["seconds"] / 2)
+        write_results("batch-workers", rows, ["run", "seconds", "worker_threads",
+                                              "8_scans_over_ideal"])
+
+
+def _fit_step_time(preset: str, shape: tuple, steps: int) -> float:
+    """Median seconds per step of a real denoising ``medip.fit`` (stopper, loss and optimiser
+    included), from the step callbacks' clock."""
+    ticks: list[float] = []
+    y = torch.rand(1, 1, *shape)
+    medip.fit(Identity(), y, generator=preset, stopper=steps, max_steps=steps, threads=2,
+              callbacks=[lambda info: ticks.append(time.perf_counter())])
+    return float(np.median(np.diff(ticks)[1:]))
+
+
+def step_times() -> None:
+    """The per-step time of every preset (the README's table): one member as ``fit`` runs it,
+    and 4 independent members in one vmapped pass (per step of all 4), 2D 256^2 and 3D 48^3."""
+    rows = []
+    for shape in ((256, 256), (48, 48, 48)):
+        for preset in PRESETS:
+            steps = 4 if preset == "skip-paper" or len(shape) == 3 else 10
+            one = _fit_step_time(preset, shape, steps + 2)
+            four = _vmap_step_time(preset, shape, 4, steps)
+            rows.append({"preset": preset, "size": "x".join(map(str, shape)),
+                         "one_member_s": one, "4_members_vmap_s": four,
+                         "4_members_x_one": four / one})
+            print(rows[-1], flush=True)
+    write_results("step-times", rows, list(rows[0]))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     command = sys.argv[1] if len(sys.argv) > 1 else "presets"
@@ -297,4 +438,6 @@ if __name__ == "__main__":
         print(json.dumps(one_preset(sys.argv[2], int(sys.argv[3]))))
     else:
         {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume,
-         "layout": layout, "batching": batching}[command]()
+         "layout": layout, "batching": batching, "exact": exact,
+         "brain-time": brain_time, "batch-workers": batch_workers,
+         "step-times": step_times}[command]()

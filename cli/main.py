@@ -120,9 +120,10 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
     if own or any(s.noise_free for s in specs):
         t = p.add_argument_group("task options")
         if any(s.noise_free for s in specs):
-            t.add_argument("--noise-free", action="store_true", help="the measured values are "
-                           "exact (no noise): fit the whole step budget without input noise and "
-                           "keep them")
+            t.add_argument("--noise-free", action=argparse.BooleanOptionalAction,
+                           help="the measured values are exact (no noise): fit the whole step "
+                           "budget without input noise and keep them; --no-noise-free: treat "
+                           "them as noisy (default: inpainting judges from the data)")
         for name in own:
             t.add_argument(_flag(name), **TASK_FLAGS[name])
     return p

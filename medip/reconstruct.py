@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, Sequence
 
 import torch
@@ -65,6 +65,8 @@ class VolumeResult:
     estimate: Estimate | None = None
     histories: list[dict] = field(default_factory=list)
     interrupted: bool = False
+    #: Whether the fits took the measurement as exact (given, or judged by the task).
+    noise_free: bool = False
 
 
 class _Member(NamedTuple):
@@ -93,7 +95,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        overlap: int = defaults.OVERLAP, generator: str = defaults.PRESET,
                        stopper: str | int = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
                        warm_steps: int | None = None, lr: float | None = None,
-                       residual: bool | None = None, noise_free: bool = False,
+                       residual: bool | None = None, noise_free: bool | None = None,
                        seed: int = defaults.SEED, ensemble: int = defaults.ENSEMBLE,
                        device: str = defaults.DEVICE, threads: int | None = None,
                        progress: bool | None = None, check_memory: bool = True,
@@ -116,7 +118,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     slices as channels and each slice is the mean of the fits that saw it (default: the task's
     spec, 3 for denoising). ``noise_free`` (exact measurements: inpainting, box-kernel
     super-resolution, single-coil k-space) runs every fit's full budget without input noise and
-    keeps the measured values (see :func:`medip.fit`). ``ensemble=N`` reconstructs N times,
+    keeps the measured values (see :func:`medip.fit`); None (the default) lets the task judge
+    from the data (:attr:`medip.tasks.Task.exact`: inpainting whose known voxels carry no
+    measurable noise). ``ensemble=N`` reconstructs N times,
     seeded ``seed`` to ``seed + N - 1``, and returns the mean (and mean variance), at N times the
     time. ``reference`` (a clean volume on the result's grid) only adds PSNR/SSIM to each fit's
     history. ``method`` (tasks that offer classical methods, see
@@ -137,6 +141,12 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                              f" use mode='slices' or '3d' for {spec.name!r}")
         raise InputError(f"mode={mode!r} does not apply to {spec.name!r}; use one of "
                          f"{spec.modes}")
+    if noise_free is None:
+        noise_free = bound.exact
+        if noise_free:
+            log.info("%s: no measurable noise in the measured values (%.3g): they are kept and "
+                     "fitted noise-free (noise_free=False to treat them as noisy)", spec.name,
+                     bound.sigma)
     if noise_free and not spec.noise_free:
         raise InputError(f"noise_free=True: {spec.name!r} measurements are not exact; leave it "
                          f"off")
@@ -185,7 +195,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
                         time.perf_counter() - start, mode, str(dev), members[0].estimate,
-                        histories, members[-1].interrupted)
+                        histories, members[-1].interrupted, noise_free)
 
 
 @dataclass(frozen=True)
@@ -248,17 +258,47 @@ def check_memory_for(preset: str, shape: Sequence[int], device: str | torch.devi
     return estimate
 
 
-def _check_budget(preset: str, shape: Sequence[int], dev: torch.device, check: bool, mode: str
-                  ) -> Estimate | None:
-    return check_memory_for(preset, shape, dev, mode) if check else None
+#: Steps a cold fit with a variance stopper typically runs, and the share of its budget a
+#: warm-started one runs, for the time estimate logged before a volume starts: cold fits that
+#: wait for the noise floor ran 1121 to 1282 steps (the demo; 16 brain slices, cold, in
+#: benchmarks/results/2026-11-23-vm-warm-vs-cold.md), warm-started ones 222 to 260 of their 500
+#: (the 91-slice brain in benchmarks/results/2026-11-23-vm.md; the 16 slices).
+TYPICAL_COLD_STEPS = 1200
+TYPICAL_WARM_SHARE = 0.5
+
+
+def expected_steps(fits: int, budget: _Budget, noise_free: bool) -> tuple[float, int]:
+    """Typical and largest step count of ``fits`` fits, one cold and the rest warm-started
+    (exact data and fixed step counts run their whole budgets)."""
+    fixed = isinstance(budget.stopper, int) and not isinstance(budget.stopper, bool)
+    cold = min(budget.stopper, budget.max_steps) if fixed else budget.max_steps
+    most = cold + (fits - 1) * budget.warm
+    if fixed or noise_free:
+        return float(most), most
+    return min(TYPICAL_COLD_STEPS, cold) + (fits - 1) * TYPICAL_WARM_SHARE * budget.warm, most
+
+
+def _check_budget(preset: str, shape: Sequence[int], options: dict, check: bool, mode: str,
+                  fits: int, budget: _Budget) -> Estimate | None:
+    """The memory check and, from its seconds per step, the time the fits will take (logged
+    before they start, and kept in the estimate)."""
+    if not check:
+        return None
+    estimate = check_memory_for(preset, shape, options["device"], mode)
+    typical, most = expected_steps(fits, budget, options["noise_free"])
+    estimate = replace(estimate, expected_seconds=typical * estimate.seconds_per_step)
+    log.info("%s mode: %d fit(s), expected about %.0f s (%.0f steps; at most %.0f s if every "
+             "fit runs its whole budget)", mode, fits, estimate.expected_seconds, typical,
+             most * estimate.seconds_per_step)
+    return estimate
 
 
 def _whole(task: Task, budget: _Budget, check_memory: bool, progress: bool | None,
            options: dict, ref: torch.Tensor | None) -> _Member:
     """``mode="3d"``: one fit over everything (an interrupt keeps the best output so far)."""
     problem = task.problem(tuple(slice(0, n) for n in task.shape), None)
-    estimate = _check_budget(options["generator"], problem.image_shape, options["device"],
-                             check_memory, "3d")
+    estimate = _check_budget(options["generator"], problem.image_shape, options, check_memory,
+                             "3d", 1, budget)
     bar = ProgressBar(budget.max_steps, "3d fit", progress)
     result = _fit(problem, None, 0, budget, options, None if ref is None else ref[None, None],
                   [bar])
@@ -284,8 +324,8 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
     starts = [min(max(t - slab // 2, 0), depth - slab) for t in range(depth)]
     problems = [task.problem(region_of(task.shape, axis, s, slab), axis) for s in starts]
     plane = problems[0].image_shape
-    estimate = _check_budget(options["generator"], plane, options["device"], check_memory,
-                             "slices")
+    estimate = _check_budget(options["generator"], plane, options, check_memory, "slices",
+                             len(problems), budget)
     references = None if ref is None else [cut(ref, region_of(ref.shape, axis, s, slab), axis)
                                            for s in starts]
     results = fit_stack(problems, budget, progress, options, references)
@@ -354,14 +394,14 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
     size = [min(patch, n) for n in shape]
     if overlap >= min(size):
         raise InputError(f"overlap {overlap} must be smaller than the patch size {min(size)}")
-    estimate = _check_budget(options["generator"], size, options["device"], check_memory,
-                             "patches")
-    weight = _ramp(size[0], overlap)[:, None, None] * _ramp(size[1], overlap)[None, :, None] \
-        * _ramp(size[2], overlap)[None, None, :]
-    total, var_total, weights = (torch.zeros(shape) for _ in range(3))
     corners = [(a, b, c) for a in _starts(shape[0], size[0], overlap)
                for b in _starts(shape[1], size[1], overlap)
                for c in _starts(shape[2], size[2], overlap)]
+    estimate = _check_budget(options["generator"], size, options, check_memory, "patches",
+                             len(corners), budget)
+    weight = _ramp(size[0], overlap)[:, None, None] * _ramp(size[1], overlap)[None, :, None] \
+        * _ramp(size[2], overlap)[None, None, :]
+    total, var_total, weights = (torch.zeros(shape) for _ in range(3))
     results, previous = [], None
     bar = progress_bar(len(corners), "patches", progress, unit="fit")
     for corner in corners:

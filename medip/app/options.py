@@ -36,7 +36,7 @@ class JobOptions:
     frame: int | None = None
     axis: int | None = None
     patch: int = defaults.PATCH
-    noise_free: bool = False
+    noise_free: bool | None = None  # None: the task judges from the data
     reference: str | None = None
     format: str | None = None
     overwrite: bool = False

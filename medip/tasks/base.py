@@ -67,6 +67,9 @@ class Task:
     #: The measurement's noise level, the root of ``E|n|^2`` per measured sample in its units,
     #: where the task knows or estimates it (every problem it makes carries it: ``Problem.sigma``).
     sigma: float | None = None
+    #: Whether the measurement carries no measurable noise, as the task judges from the data
+    #: where it can (inpainting): the driver then fits it noise-free unless told otherwise.
+    exact: bool = False
     #: The measurement as a viewable volume (the scan itself, an FBP, a zero-filled image):
     #: what previews show beside the result, and the template for derived DICOM output.
     measured: Volume

@@ -71,6 +71,12 @@ class _ScanTask(Task):
 
 #: Planes a scan's noise estimate reads (each plane has thousands of 2x2 blocks).
 NOISE_PLANES = 16
+#: The noise level, as a fraction of the scan's scale (:meth:`Task.scale`), under which known
+#: voxels count as exact: real scans as stored read 0 to 0.0077 of it, the same scans with
+#: Gaussian noise of 5/255 of their range 0.0225 to 0.052, and on clean real slices the
+#: noise-free fit fills holes better (``python -m benchmarks.engine exact``,
+#: benchmarks/results/2026-12-02-vm-exact.md).
+EXACT_NOISE = 0.01
 
 
 def scan_noise(array: np.ndarray, known: np.ndarray | None = None) -> float:
@@ -102,7 +108,9 @@ class Denoise(_ScanTask):
 
 @dataclass
 class Inpaint(_ScanTask):
-    """Filling unknown voxels: ``A`` keeps the known ones (``mask`` nonzero = known)."""
+    """Filling unknown voxels: ``A`` keeps the known ones (``mask`` nonzero = known). The noise
+    level of the known voxels is estimated (:func:`scan_noise`); under :data:`EXACT_NOISE` of
+    the scan's scale they count as exact (:attr:`Task.exact`: keep them, fit noise-free)."""
 
     spec = SPECS["inpaint"]
     mask: np.ndarray | torch.Tensor | None = field(default=None, repr=False)
@@ -116,6 +124,7 @@ class Inpaint(_ScanTask):
         if self.mask.shape != self.shape:
             raise InputError(f"the mask has shape {self.mask.shape} but the scan has {self.shape}")
         self.sigma = scan_noise(self.measured.array, self.mask)
+        self.exact = self.sigma <= EXACT_NOISE * self.scale()
 
     def problem(self, region: Region, plane_axis: int | None) -> Problem:
         y = cut(self.measured.array, region, plane_axis)

@@ -99,6 +99,7 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
     known = medip.load(tmp_path / "holes_mask.nii.gz").array != 0
     filled, holes = (medip.load(tmp_path / f).array for f in ("filled.nii.gz", "holes.nii.gz"))
     np.testing.assert_allclose(filled[known], holes[known], rtol=1e-6)  # exact voxels kept
+    assert json.loads((tmp_path / "filled.nii.gz.medip.json").read_text())["noise_free"]
     run("simulate", "downsample", series, "-o", tmp_path / "low.nii.gz", "--factor", "2,2,1",
         "--kernel", "box")
     run("superres", tmp_path / "low.nii.gz", "--factor", "2,2,1", "--kernel", "box",

@@ -9,7 +9,7 @@ import medip
 from medip.engine import estimate
 from medip.engine.metrics import psnr
 from medip.reconstruct import _ramp, _starts, reconstruct_volume
-from medip.tasks import upsampled_affine
+from medip.tasks import make_task, upsampled_affine
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +115,23 @@ def test_clear_errors(brain, monkeypatch):
         reconstruct_volume(small, "denoise", "3d")
 
 
+def test_the_driver_expects_its_time_before_the_fits_start(brain, caplog):
+    from medip.reconstruct import TYPICAL_COLD_STEPS, _Budget, expected_steps
+
+    budget = _Budget("auto", 3000, None)
+    assert expected_steps(1, budget, False) == (TYPICAL_COLD_STEPS, 3000)
+    assert expected_steps(11, budget, False) == (TYPICAL_COLD_STEPS + 10 * 250, 8000)
+    assert expected_steps(11, budget, True) == (8000, 8000)  # exact data run every step
+    assert expected_steps(3, _Budget(40, 3000, 10), False) == (60, 60)
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    with caplog.at_level("INFO", logger="medip"):
+        res = reconstruct_volume(noisy, "denoise", stopper=6, max_steps=6, warm_steps=4,
+                                 progress=False)
+    expected = res.estimate.expected_seconds
+    assert expected == pytest.approx(14 * res.estimate.seconds_per_step)  # 6 + 2 x 4 steps
+    assert f"3 fit(s), expected about {expected:.0f} s" in caplog.text
+
+
 class _FitCalled(Exception):
     """Raised by the fit spy once it has seen the options."""
 
@@ -167,6 +184,21 @@ def test_inpaint_slabs_fill_from_neighbouring_slices(brain):
     res = reconstruct_volume(masked, "inpaint", mask=known, slab=3, max_steps=150, warm_steps=60,
                              progress=False)
     assert gain(res.volume, clean, masked) > 8
+    # the scan as stored has no measurable noise: the driver judged it exact and kept it
+    assert res.noise_free
+    np.testing.assert_allclose(res.volume.array[known], clean.array[known], rtol=1e-5)
+
+
+def test_inpainting_judges_from_the_data_whether_known_voxels_are_exact(brain):
+    clean = brain.with_array(brain.array[28:60, 36:68, 40:52].copy())
+    known = np.random.default_rng(0).random(clean.shape) > 0.5
+    _, noisy = noisy_crop(brain, (slice(28, 60), slice(36, 68), slice(40, 52)), 5 / 255)
+    assert make_task("inpaint", clean, mask=known).exact
+    assert not make_task("inpaint", noisy, mask=known).exact
+    assert not make_task("denoise", clean).exact  # only a task that can judge it says exact
+    told = reconstruct_volume(clean, "inpaint", mask=known, noise_free=False, stopper=3,
+                              max_steps=3, warm_steps=3, progress=False)
+    assert not told.noise_free  # the user's word wins
 
 
 def test_running_out_of_memory_mid_fit_names_the_mode_that_would_fit(brain, monkeypatch):
