@@ -72,7 +72,7 @@ class _ScanTask(Task):
 #: Planes a scan's noise estimate reads (each plane has thousands of 2x2 blocks).
 NOISE_PLANES = 16
 #: The noise level, as a fraction of the scan's scale (:meth:`Task.scale`), under which known
-#: voxels count as exact: real scans as stored read 0 to 0.0077 of it, the same scans with
+#: voxels count as exact: real scans as stored read 0 to 0.0071 of it, the same scans with
 #: Gaussian noise of 5/255 of their range 0.0225 to 0.052, and on clean real slices the
 #: noise-free fit fills holes better (``python -m benchmarks.engine exact``,
 #: benchmarks/results/2026-12-02-vm-exact.md).
