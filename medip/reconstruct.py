@@ -193,8 +193,11 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     stops, runs, histories = ([v for m in members for v in getattr(m, name)]
                               for name in ("stops", "runs", "histories"))
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())
+    estimate = members[0].estimate  # checked once: every member fits the same problems
+    if estimate is not None:
+        estimate = replace(estimate, expected_seconds=estimate.expected_seconds * len(seeds))
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
-                        time.perf_counter() - start, mode, str(dev), members[0].estimate,
+                        time.perf_counter() - start, mode, str(dev), estimate,
                         histories, members[-1].interrupted, noise_free)
 
 
@@ -211,11 +214,16 @@ class _Budget:
     def warm(self) -> int:
         return self.warm_steps or min(defaults.WARM_STEPS, self.max_steps)
 
+    @property
+    def fixed(self) -> bool:
+        """Whether the stopper is a step count (every fit runs exactly its budget)."""
+        return isinstance(self.stopper, int) and not isinstance(self.stopper, bool)
+
     def warm_stopper(self, noise_free: bool) -> Stopper:
         """A started fit is near its optimum: a shorter window and patience find it sooner
         (noise-free data have nothing to overfit: all warm steps run, the last 16 outputs
         averaged)."""
-        if isinstance(self.stopper, int) and not isinstance(self.stopper, bool):
+        if self.fixed:
             return Fixed(self.warm)
         if noise_free:
             return FinalMean(self.warm, window=16)
@@ -270,10 +278,9 @@ TYPICAL_WARM_SHARE = 0.5
 def expected_steps(fits: int, budget: _Budget, noise_free: bool) -> tuple[float, int]:
     """Typical and largest step count of ``fits`` fits, one cold and the rest warm-started
     (exact data and fixed step counts run their whole budgets)."""
-    fixed = isinstance(budget.stopper, int) and not isinstance(budget.stopper, bool)
-    cold = min(budget.stopper, budget.max_steps) if fixed else budget.max_steps
+    cold = min(budget.stopper, budget.max_steps) if budget.fixed else budget.max_steps
     most = cold + (fits - 1) * budget.warm
-    if fixed or noise_free:
+    if budget.fixed or noise_free:
         return float(most), most
     return min(TYPICAL_COLD_STEPS, cold) + (fits - 1) * TYPICAL_WARM_SHARE * budget.warm, most
 

@@ -124,9 +124,8 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         "interrupted": result.interrupted,
         "seconds": round(time.perf_counter() - start, 3),
         # the fits' time as the driver expected it before they started (all members)
-        "expected_seconds": (None if result.estimate is None or result.estimate.expected_seconds
-                             is None else round(result.estimate.expected_seconds
-                                                * options.ensemble, 1)),
+        "expected_seconds": (None if result.estimate is None
+                             else round(result.estimate.expected_seconds, 1)),
         "input_sha256": {str(p): sha256(p) for p in inputs},
         "metrics": metrics,
     }

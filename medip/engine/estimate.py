@@ -31,7 +31,8 @@ PROBE_PASSES = 3
 class Estimate:
     """Peak bytes and seconds per step for one fit, and the memory available to it;
     ``seconds_range`` is the fastest and slowest probe pass, scaled like the median;
-    ``expected_seconds``: what the caller expects its fits to take (the volume driver's)."""
+    ``expected_seconds``: what the caller expects its fits to take (the volume driver's: every
+    fit of every ensemble member)."""
 
     bytes_needed: int
     seconds_per_step: float
