@@ -41,6 +41,14 @@ def _estimated_sigma(image) -> float:
     return kspace_noise_level(image.y, None, None)
 
 
+def shipped_rule(image, scale: float, sigma: float | None = None) -> WindowedVariance:
+    """The rule ``fit`` runs on a test-bed image: the windowed variance with its minimum step,
+    after the noise floor of ``sigma`` (default: the level the task estimates)."""
+    sigma = _estimated_sigma(image) if sigma is None else sigma
+    floor = MSE().floor(image.y, sigma, scale)  # what fit computes
+    return WindowedVariance(min_steps=minimum_stop_step(False, 3000), floor=floor)
+
+
 def _gap(psnrs: np.ndarray, step: int) -> float:
     last = len(psnrs) - 1
     return float(psnrs.max() - psnrs[last if step < 0 else min(step, last)])
@@ -61,10 +69,10 @@ def report() -> None:
                "variance": _gap(psnrs, before)}
         estimates = {"true": image.sigma, "estimated": _estimated_sigma(image)}
         for which, sigma in estimates.items():
-            floor = MSE().floor(image.y, sigma, scale)  # what fit computes
-            crossing = discrepancy_step(loss, floor)
+            rule = shipped_rule(image, scale, sigma)
+            crossing = discrepancy_step(loss, rule.watch.floor)
             row[f"discrepancy ({which})"] = _gap(psnrs, crossing)
-            now = WindowedVariance(min_steps=min_steps, floor=floor).replay(variance, loss)
+            now = rule.replay(variance, loss)
             row[f"variance after discrepancy ({which})"] = _gap(psnrs, now)
             if which == "estimated":
                 row["step_now"] = now if now >= 0 else len(psnrs) - 1
