@@ -1,0 +1,36 @@
+"""The classical solvers' CG on consistent problems: it stops where rounding takes over, and the
+least-squares floor (the discrepancy principle's model-error term) is the true one."""
+
+import torch
+import torch.nn.functional as F
+
+from medip.engine.solvers import conjugate_gradient, discrepancy_target, residual_floor
+from medip.operators import Fourier, cartesian_mask
+
+
+def _single_coil(ct_mu_256: torch.Tensor) -> tuple[Fourier, torch.Tensor]:
+    """A consistent, underdetermined problem: 4x Cartesian single-coil k-space of a real slice
+    with noise on the measured lines (zero-filling fits it exactly)."""
+    image = F.interpolate(ct_mu_256, size=(64, 64), mode="area").to(torch.complex64)
+    A = Fourier((64, 64), cartesian_mask((64, 64), 4, 0.08, seed=0).mask)
+    gen = torch.Generator().manual_seed(0)
+    clean = A(image / image.abs().max())
+    noise = torch.complex(torch.randn(clean.shape, generator=gen),
+                          torch.randn(clean.shape, generator=gen)) * 0.04
+    return A, clean + A(A.H(noise))
+
+
+def test_cg_stops_at_the_exact_solution_of_a_consistent_problem(ct_mu_256):
+    A, y = _single_coil(ct_mu_256)
+    x, steps, residual = conjugate_gradient(A, y, None, stall=1e-3)
+    energy = float(y.abs().square().sum())
+    assert steps == 1 and residual < 1e-9 * energy  # float rounding; it used to climb to 0.3
+    assert float((A(x) - y).abs().square().sum()) < 1e-9 * energy
+    assert residual_floor(A, y) < 1e-9 * energy
+
+
+def test_the_discrepancy_target_of_a_consistent_problem_is_the_noise_energy(ct_mu_256):
+    A, y = _single_coil(ct_mu_256)
+    measured = float((y != 0).sum())
+    sigma = 0.04 * 2 ** 0.5  # per complex sample
+    assert abs(discrepancy_target(A, y, sigma) / (measured * sigma ** 2) - 1) < 1e-6
