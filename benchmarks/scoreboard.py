@@ -48,7 +48,7 @@ def _bm3d():
         import bm3d
     except ImportError as err:
         raise SystemExit("the BM3D baseline needs the bm3d package (free for non-commercial use "
-                         "only, so never a dependency of medip): pip install bm3d") from err
+                         "only, so never a dependency of medip): pip install bm3d, or the bench extra") from err
     return bm3d
 
 
