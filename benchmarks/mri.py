@@ -31,8 +31,8 @@ from .common import peak_rss_mb, write_results
 
 import medip
 from medip.engine.metrics import psnr, ssim
-from medip.engine.solvers import (FLOOR_STALL, ITERATIONS, conjugate_gradient, discrepancy_weight,
-                                  operator_norm, tv_pdhg, wavelet_fista)
+from medip.engine.solvers import (FLOOR_STALL, ITERATIONS, REGULARISED, conjugate_gradient,
+                                  discrepancy_weight, operator_norm)
 from medip.app.simulate import simulate_raw_mri
 from medip.io import Volume, read_kspace
 from medip.io.mrd import write_ismrmrd
@@ -80,7 +80,7 @@ def case_rows(name: str) -> list[dict]:
     problem = task.problem((slice(0, 1),), 0)
     A, y = problem.A, problem.y
     norm = operator_norm(A, A.adjoint(y))
-    for method, solver in (("tv", tv_pdhg), ("wavelet", wavelet_fista)):
+    for method, solver in REGULARISED.items():
         _, chosen = discrepancy_weight(A, y, problem.sigma, method)
         best = None
         for factor in ORACLE_FACTORS:

@@ -32,8 +32,8 @@ from medip.engine.metrics import psnr
 
 from .cases import _skimage, denoising_baselines
 from .common import markdown_table, write_results
-from .stopbed import TRACES, Image, images
-from .stopbed_report import _estimated_sigma, shipped_rule
+from .stopbed import Image
+from .stopbed_report import estimated_sigma, returned_psnr, shipped_rule, traces
 
 #: PDHG / FISTA iterations of every regularised solve here (the issue's TV-CT baseline: 400).
 ITERATIONS = 400
@@ -48,7 +48,8 @@ def _bm3d():
         import bm3d
     except ImportError as err:
         raise SystemExit("the BM3D baseline needs the bm3d package (free for non-commercial use "
-                         "only, so never a dependency of medip): pip install bm3d, or the bench extra") from err
+                         "only, so never a dependency of medip): pip install bm3d, or the bench "
+                         "extra") from err
     return bm3d
 
 
@@ -58,9 +59,10 @@ def _score(image: Image, x: torch.Tensor) -> float:
 
 def _oracle(image: Image, method: str) -> float:
     """The best PSNR of a regularised solve over :data:`ORACLE_WEIGHTS`."""
-    solver = {"tv": solvers.tv_pdhg, "wavelet": solvers.wavelet_fista}[method]
-    top = float(image.operator.adjoint(image.y).abs().max())
-    norm = solvers.operator_norm(image.operator, image.operator.adjoint(image.y))
+    solver = solvers.REGULARISED[method]
+    back = image.operator.adjoint(image.y)
+    top = float(back.abs().max())
+    norm = solvers.operator_norm(image.operator, back)
     return max(_score(image, solver(image.operator, image.y, top * w, ITERATIONS, norm=norm))
                for w in ORACLE_WEIGHTS)
 
@@ -119,14 +121,11 @@ def _is_oracle(name: str) -> bool:
 
 
 def main() -> None:
-    data = np.load(TRACES)
-    meta = json.loads(str(data["meta"]))
     rows = []
-    for image, info in zip(images(), meta):
-        loss, variance, psnrs = data[info["key"]]
-        step = shipped_rule(image, info["scale"]).replay(variance, loss)
-        medip = float(psnrs[step if 0 <= step < len(psnrs) else len(psnrs) - 1])
-        methods = BASELINES[image.task](image, _estimated_sigma(image))
+    for image, scale, loss, variance, psnrs in traces():
+        sigma = estimated_sigma(image)
+        medip = returned_psnr(psnrs, shipped_rule(image, scale, sigma).replay(variance, loss))
+        methods = BASELINES[image.task](image, sigma)
         user = max((k for k in methods if not _is_oracle(k)), key=methods.get)
         oracle = max(methods, key=methods.get)
         rows.append({"image": image.name, "task": image.task, "medip": medip,

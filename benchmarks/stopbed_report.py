@@ -18,6 +18,7 @@ at its step budget.
 from __future__ import annotations
 
 import json
+from typing import Iterator
 
 import numpy as np
 from medip.engine.fitting import minimum_stop_step
@@ -27,10 +28,14 @@ from medip.operators import estimate_sigma, estimate_sigma_1d
 from medip.tasks.mri import kspace_noise_level
 
 from .common import markdown_table, write_results
-from .stopbed import TRACES, images
+from .stopbed import TRACES, Image, images
 
 
-def _estimated_sigma(image) -> float:
+#: The minimum stop step of the test bed's fits (cold, at ``fit``'s budget of 3000 steps).
+MIN_STEPS = minimum_stop_step(False, 3000)
+
+
+def estimated_sigma(image) -> float:
     """The noise level medip's task estimates from the measurement alone."""
     if image.task == "denoise":
         return estimate_sigma(image.y)
@@ -44,30 +49,41 @@ def _estimated_sigma(image) -> float:
 def shipped_rule(image, scale: float, sigma: float | None = None) -> WindowedVariance:
     """The rule ``fit`` runs on a test-bed image: the windowed variance with its minimum step,
     after the noise floor of ``sigma`` (default: the level the task estimates)."""
-    sigma = _estimated_sigma(image) if sigma is None else sigma
+    sigma = estimated_sigma(image) if sigma is None else sigma
     floor = MSE().floor(image.y, sigma, scale)  # what fit computes
-    return WindowedVariance(min_steps=minimum_stop_step(False, 3000), floor=floor)
+    return WindowedVariance(min_steps=MIN_STEPS, floor=floor)
+
+
+def returned_psnr(psnrs: np.ndarray, step: int) -> float:
+    """The PSNR of the image a rule returns at ``step`` on a trace (its end when the rule
+    has no candidate, -1, or stops past the trace), as ``fit`` returns at its step budget."""
+    last = len(psnrs) - 1
+    return float(psnrs[last if step < 0 else min(step, last)])
 
 
 def _gap(psnrs: np.ndarray, step: int) -> float:
-    last = len(psnrs) - 1
-    return float(psnrs.max() - psnrs[last if step < 0 else min(step, last)])
+    return float(psnrs.max()) - returned_psnr(psnrs, step)
+
+
+def traces() -> Iterator[tuple[Image, float, np.ndarray, np.ndarray, np.ndarray]]:
+    """Each test-bed image with its recorded trace (``stopbed record``): the image, the fit's
+    scale, and the per-step loss, variance and PSNR."""
+    data = np.load(TRACES)
+    meta = json.loads(str(data["meta"]))
+    for image, info in zip(images(), meta):
+        loss, variance, psnrs = data[info["key"]]
+        yield image, info["scale"], loss, variance, psnrs
 
 
 def report() -> None:
-    data = np.load(TRACES)
-    meta = json.loads(str(data["meta"]))
     rows = []
-    for image, info in zip(images(), meta):
-        loss, variance, psnrs = data[info["key"]]
-        scale = info["scale"]
-        min_steps = minimum_stop_step(False, 3000)
-        shipped = WindowedVariance(min_steps=min_steps)
+    for image, scale, loss, variance, psnrs in traces():
+        shipped = WindowedVariance(min_steps=MIN_STEPS)
         before = shipped.replay(variance)
         row = {"image": image.name, "task": image.task, "best": float(psnrs.max()),
                "best_step": int(psnrs.argmax()), "step_before": before,
                "variance": _gap(psnrs, before)}
-        estimates = {"true": image.sigma, "estimated": _estimated_sigma(image)}
+        estimates = {"true": image.sigma, "estimated": estimated_sigma(image)}
         for which, sigma in estimates.items():
             rule = shipped_rule(image, scale, sigma)
             crossing = discrepancy_step(loss, rule.watch.floor)

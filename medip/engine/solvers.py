@@ -219,7 +219,8 @@ def wavelet_fista(A: LinearOperator, y: torch.Tensor, weight: float,
     return x
 
 
-_REGULARISED: dict[str, Callable[..., torch.Tensor]] = {"tv": tv_pdhg, "wavelet": wavelet_fista}
+#: The regularised solvers by method name: ``solver(A, y, weight, iterations, start=, norm=)``.
+REGULARISED: dict[str, Callable[..., torch.Tensor]] = {"tv": tv_pdhg, "wavelet": wavelet_fista}
 
 
 def discrepancy_weight(A: LinearOperator, y: torch.Tensor, sigma: float, method: str,
@@ -228,11 +229,12 @@ def discrepancy_weight(A: LinearOperator, y: torch.Tensor, sigma: float, method:
     """The ``method``'s reconstruction at the weight whose residual ``||A x - y||^2`` meets
     :func:`discrepancy_target` (bisection on log weight between ``1e-6`` and ``1`` times
     ``max |A^H y|``; each solve starts from the previous one). Returns image and weight."""
-    solver = _REGULARISED[method]
+    solver = REGULARISED[method]
     target = discrepancy_target(A, y, sigma)
-    top = float(A.adjoint(y).abs().max())
+    back = A.adjoint(y)
+    top = float(back.abs().max())
     low, high = math.log(top * 1e-6), math.log(top)
-    norm = operator_norm(A, A.adjoint(y))
+    norm = operator_norm(A, back)
     best, best_weight, start = None, None, None
     for _ in range(steps):
         weight = math.exp((low + high) / 2)
