@@ -10,6 +10,7 @@
     python -m benchmarks.engine brain-time   # the brain volume, default options: time vs estimate
     python -m benchmarks.engine batch-workers   # 8 scans, 2 workers against one scan alone
     python -m benchmarks.engine step-times   # s/step of every preset, one member and 4 batched
+    python -m benchmarks.engine poisson      # the README's low-dose CT recipe on held-out slices
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -36,6 +37,7 @@ from medip.engine.metrics import psnr
 from medip.engine.nets import PRESETS
 from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
                              estimate_sensitivities, random_pixel_mask)
+from medip.engine.losses import make_loss
 from medip.engine.stopping import ExponentialVariance, WindowedVariance, make_stopper
 from medip.operators import gaussian, poisson
 from medip.tasks import fit_defaults, hu_to_mu
@@ -431,6 +433,77 @@ def step_times() -> None:
     write_results("step-times", rows, list(rows[0]))
 
 
+#: Held-out slices of the 16-slice chest CT for the Poisson recipe (the stop test bed uses 8).
+POISSON_SLICES = (3, 13)
+#: Photons per ray in the blank scan: the README's low dose, and ten times lower.
+POISSON_PHOTONS = (1e4, 1e3)
+#: Steps of each cold fit, and of the likelihood's phase after the first post-log steps.
+POISSON_STEPS, POISSON_PHASE = 1500, 500
+
+
+def _trace(A, y, mu, **options) -> tuple[medip.Result, int]:
+    """A fit with the stop disabled, and the step the rule ``fit`` builds (``make_stopper`` with
+    the loss's noise floor) returns on its loss and variance history."""
+    loss = options.get("loss", "mse")
+    res = medip.fit(A, y, stopper=WindowedVariance(patience=NEVER), max_steps=POISSON_STEPS,
+                    reference=mu, seed=0, keep_generator=True, **options)
+    floor = make_loss(loss).floor(y, options.get("noise_level"), res.scale)
+    shipped = make_stopper("auto", 2, minimum_stop_step(False, medip.defaults.MAX_STEPS), None,
+                           floor)
+    return res, shipped.replay(res.history["variance"], res.history["loss"])
+
+
+def poisson_recipe() -> None:
+    """Issue 19: low-dose CT with the Poisson likelihood, on held-out 128^2 chest slices with
+    physical line integrals (60 views). Three DIP fits of the same budget, each replaying the
+    rule ``fit`` builds: the likelihood from a cold start (``loss=TransmissionPoisson.of(counts)``),
+    the post-log fit the CT task runs (mse on the log sinogram, noise level from
+    ``estimate_sigma_1d``), and that post-log fit for the budget less ``POISSON_PHASE`` steps
+    continued with the likelihood (its generator and scale kept). Beside them the scoreboard's
+    CT baselines on the log sinogram (FBP with every filter, TV with the discrepancy weight and
+    with the oracle weight)."""
+    from medip.engine.losses import TransmissionPoisson
+    from medip.engine.nets import build_generator
+    from medip.operators import estimate_sigma_1d
+
+    from .scoreboard import BASELINES
+    from .stopbed import DATA, Image
+
+    chest = medip.load(DATA / "ct_chest_16slices.nii.gz")
+    size = 128
+    radon = Radon((size, size), 60, pixel_size=float(chest.spacing[0]) * chest.shape[0] / size)
+    rows = []
+    for index in POISSON_SLICES:
+        plane = torch.from_numpy(np.ascontiguousarray(chest.array[:, :, index], np.float32))
+        mu = hu_to_mu(torch.nn.functional.interpolate(plane[None, None], size=(size, size),
+                                                      mode="area"))
+        for photons in POISSON_PHOTONS:
+            counts = poisson(radon(mu), photons=photons, seed=index)
+            sino, likelihood = counts.sinogram, TransmissionPoisson.of(counts)
+            sigma = estimate_sigma_1d(sino)
+            row = {"case": f"chest slice {index}, I0 {photons:g}"}
+            cold, stop = _trace(radon, sino, mu, loss=likelihood)
+            row.update(poisson_cold=cold.history["psnr"][stop], poisson_cold_peak=max(
+                cold.history["psnr"]))
+            post_log, stop = _trace(radon, sino, mu, noise_level=sigma)
+            curve = post_log.history["psnr"]
+            row.update(post_log=curve[stop], post_log_stop=stop, post_log_peak=max(curve))
+            first = POISSON_STEPS - POISSON_PHASE
+            short = medip.fit(radon, sino, stopper=first, max_steps=first, seed=0,
+                              noise_level=sigma, keep_generator=True)
+            generator = build_generator("fast", (size, size), 1, seed=0)
+            generator.load_state_dict(short.generator_state)
+            phase = medip.fit(radon, sino, generator=generator, loss=likelihood,
+                              stopper=POISSON_PHASE, max_steps=POISSON_PHASE, scale=short.scale,
+                              reference=mu, seed=0)
+            row.update(post_log_then_poisson=phase.history["psnr"][-1],
+                       post_log_then_poisson_peak=max(phase.history["psnr"]),
+                       s_per_step=post_log.seconds_per_step)
+            row.update(BASELINES["ct"](Image(row["case"], "ct", radon, sino, mu, sigma), sigma))
+            rows.append(row)
+            print(row, flush=True)
+    write_results("poisson", rows, list(rows[0]))
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     command = sys.argv[1] if len(sys.argv) > 1 else "presets"
@@ -440,4 +513,4 @@ if __name__ == "__main__":
         {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume,
          "layout": layout, "batching": batching, "exact": exact,
          "brain-time": brain_time, "batch-workers": batch_workers,
-         "step-times": step_times}[command]()
+         "step-times": step_times, "poisson": poisson_recipe}[command]()

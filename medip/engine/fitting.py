@@ -96,7 +96,8 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         generator: a preset name (:data:`medip.engine.nets.PRESETS`) or an ``nn.Module`` whose
             output has the image's shape (2 channels per complex image).
         loss: ``"mse"``, ``"l1"`` or a :class:`medip.engine.losses.Loss` object, e.g.
-            ``TransmissionPoisson.of(counts)`` for low-dose CT (a task chooses it).
+            ``TransmissionPoisson.of(counts)``, the photon counts' likelihood (slow to fit from
+            a cold start; low-dose CT fits the log sinogram with mse, as the CT task does).
         tv_weight: weight of a total-variation penalty on the normalised image.
         stopper: ``"auto"`` (ES-WMV in 2D, ES-EMV in 3D), ``"wmv"``, ``"emv"``, a fixed step
             count, or a :class:`medip.engine.stopping.Stopper`.
