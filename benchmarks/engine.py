@@ -11,6 +11,7 @@
     python -m benchmarks.engine batch-workers   # 8 scans, 2 workers against one scan alone
     python -m benchmarks.engine step-times   # s/step of every preset, one member and 4 batched
     python -m benchmarks.engine poisson      # the README's low-dose CT recipe on held-out slices
+    python -m benchmarks.engine ct-preset [PRESET]   # the stop test bed's 12 CT images, one preset
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -504,6 +505,43 @@ def poisson_recipe() -> None:
             print(row, flush=True)
     write_results("poisson", rows, list(rows[0]))
 
+
+def ct_preset(preset: str = "skip") -> None:
+    """Issue 19: the stop test bed's 12 sparse-view CT images (45 views, 4 scans, 3 noise
+    levels, 128^2) fitted with ``preset`` and the CT task's other defaults for the trace length,
+    the shipped rule replayed (``stopbed_report.shipped_rule``), against the recorded trace of
+    the default preset and the scoreboard's best user-runnable baseline (its stored JSON)."""
+    from .common import RESULTS
+    from .stopbed_report import MIN_STEPS, returned_psnr, shipped_rule, traces
+
+    board = json.loads((RESULTS / "2026-12-03-vm-scoreboard.json").read_text())
+    best = {row["image"]: (row["best user-runnable"], row["its psnr"]) for row in board["rows"]}
+    rows = []
+    for image, scale, loss, variance, psnrs in traces():
+        if image.task != "ct":
+            continue
+        start = time.perf_counter()
+        res = medip.fit(image.operator, image.y, max_steps=len(psnrs),
+                        stopper=WindowedVariance(patience=NEVER, min_steps=MIN_STEPS),
+                        reference=image.clean, **{**fit_defaults("ct"), "generator": preset})
+        curve = np.array(res.history["psnr"])
+        rule = shipped_rule(image, res.scale)
+        returned = returned_psnr(curve, rule.replay(res.history["variance"],
+                                                    res.history["loss"]))
+        default = returned_psnr(psnrs, shipped_rule(image, scale).replay(variance, loss))
+        name, baseline = best[image.name]
+        rows.append({"image": image.name, "default preset": default, preset: returned,
+                     f"{preset} - default": returned - default, f"{preset} peak": curve.max(),
+                     "best user-runnable": name, "its psnr": baseline,
+                     f"{preset} - it": returned - baseline, "default - it": default - baseline,
+                     "seconds": time.perf_counter() - start})
+        print(rows[-1], flush=True)
+    gains = np.array([r[f"{preset} - it"] for r in rows])
+    write_results(f"ct-{preset}", rows, list(rows[0]),
+                  {"median vs best user-runnable": float(np.median(gains)),
+                   "ahead": int((gains > 0).sum()), "ahead by 1 dB": int((gains > 1).sum())})
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     command = sys.argv[1] if len(sys.argv) > 1 else "presets"
@@ -513,4 +551,5 @@ if __name__ == "__main__":
         {"presets": presets, "gap": gap, "volume": volume, "full-volume": full_volume,
          "layout": layout, "batching": batching, "exact": exact,
          "brain-time": brain_time, "batch-workers": batch_workers,
-         "step-times": step_times, "poisson": poisson_recipe}[command]()
+         "step-times": step_times, "poisson": poisson_recipe,
+         "ct-preset": lambda: ct_preset(*sys.argv[2:3])}[command]()
