@@ -34,11 +34,11 @@ from .common import peak_rss_mb, write_results
 
 import medip
 from medip.engine.fitting import minimum_stop_step
+from medip.engine.losses import make_loss
 from medip.engine.metrics import psnr
 from medip.engine.nets import PRESETS
 from medip.operators import (Downsample, Fourier, Identity, Mask, Radon, acs_lines, cartesian_mask,
                              estimate_sensitivities, random_pixel_mask)
-from medip.engine.losses import make_loss
 from medip.engine.stopping import ExponentialVariance, WindowedVariance, make_stopper
 from medip.operators import gaussian, poisson
 from medip.tasks import fit_defaults, hu_to_mu
@@ -51,6 +51,12 @@ def brain_crop(edge: int) -> torch.Tensor:
     c = [n // 2 for n in brain.shape]
     region = tuple(slice(m - edge // 2, m - edge // 2 + edge) for m in c)
     return torch.from_numpy(brain[region].copy())[None, None]
+
+
+def area_plane(volume: medip.Volume, index: int, size: int) -> torch.Tensor:
+    """Axial plane ``index`` of ``volume`` area-resampled to ``(1, 1, size, size)``."""
+    plane = torch.from_numpy(np.ascontiguousarray(volume.array[:, :, index], np.float32))
+    return torch.nn.functional.interpolate(plane[None, None], size=(size, size), mode="area")
 
 
 def curve_summary(psnrs: list[float], seconds_per_step: float) -> dict:
@@ -380,9 +386,7 @@ def batch_workers() -> None:
         scans = Path(tmp) / "scans"
         scans.mkdir()
         for k in range(8):
-            plane = torch.from_numpy(np.ascontiguousarray(chest.array[:, :, 2 * k], np.float32))
-            small = torch.nn.functional.interpolate(plane[None, None], size=(128, 128),
-                                                    mode="area")[0, 0]
+            small = area_plane(chest, 2 * k, 128)[0, 0]
             noisy = gaussian(small, sigma_of(small), seed=k).numpy()[:, :, None]
             medip.save(chest.with_array(noisy), scans / f"scan{k}.nii.gz")
         rows = []
@@ -447,7 +451,7 @@ def _trace(A, y, mu, **options) -> tuple[medip.Result, int]:
     the loss's noise floor) returns on its loss and variance history."""
     loss = options.get("loss", "mse")
     res = medip.fit(A, y, stopper=WindowedVariance(patience=NEVER), max_steps=POISSON_STEPS,
-                    reference=mu, seed=0, keep_generator=True, **options)
+                    reference=mu, seed=0, **options)
     floor = make_loss(loss).floor(y, options.get("noise_level"), res.scale)
     shipped = make_stopper("auto", 2, minimum_stop_step(False, medip.defaults.MAX_STEPS), None,
                            floor)
@@ -469,26 +473,27 @@ def poisson_recipe() -> None:
 
     from .scoreboard import BASELINES
     from .stopbed import DATA, Image
+    from .stopbed_report import returned_psnr
 
     chest = medip.load(DATA / "ct_chest_16slices.nii.gz")
     size = 128
     radon = Radon((size, size), 60, pixel_size=float(chest.spacing[0]) * chest.shape[0] / size)
     rows = []
     for index in POISSON_SLICES:
-        plane = torch.from_numpy(np.ascontiguousarray(chest.array[:, :, index], np.float32))
-        mu = hu_to_mu(torch.nn.functional.interpolate(plane[None, None], size=(size, size),
-                                                      mode="area"))
+        mu = hu_to_mu(area_plane(chest, index, size))
         for photons in POISSON_PHOTONS:
             counts = poisson(radon(mu), photons=photons, seed=index)
             sino, likelihood = counts.sinogram, TransmissionPoisson.of(counts)
             sigma = estimate_sigma_1d(sino)
             row = {"case": f"chest slice {index}, I0 {photons:g}"}
             cold, stop = _trace(radon, sino, mu, loss=likelihood)
-            row.update(poisson_cold=cold.history["psnr"][stop], poisson_cold_peak=max(
-                cold.history["psnr"]))
+            curve = np.array(cold.history["psnr"])
+            row.update(poisson_cold=returned_psnr(curve, stop),
+                       poisson_cold_peak=float(curve.max()))
             post_log, stop = _trace(radon, sino, mu, noise_level=sigma)
-            curve = post_log.history["psnr"]
-            row.update(post_log=curve[stop], post_log_stop=stop, post_log_peak=max(curve))
+            curve = np.array(post_log.history["psnr"])
+            row.update(post_log=returned_psnr(curve, stop), post_log_stop=stop,
+                       post_log_peak=float(curve.max()))
             first = POISSON_STEPS - POISSON_PHASE
             short = medip.fit(radon, sino, stopper=first, max_steps=first, seed=0,
                               noise_level=sigma, keep_generator=True)
@@ -512,7 +517,7 @@ def ct_preset(preset: str = "skip") -> None:
     the shipped rule replayed (``stopbed_report.shipped_rule``), against the recorded trace of
     the default preset and the scoreboard's best user-runnable baseline (its stored JSON)."""
     from .common import RESULTS
-    from .stopbed_report import MIN_STEPS, returned_psnr, shipped_rule, traces
+    from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
 
     board = json.loads((RESULTS / "2026-12-03-vm-scoreboard.json").read_text())
     best = {row["image"]: (row["best user-runnable"], row["its psnr"]) for row in board["rows"]}
@@ -525,14 +530,15 @@ def ct_preset(preset: str = "skip") -> None:
                         stopper=WindowedVariance(patience=NEVER, min_steps=MIN_STEPS),
                         reference=image.clean, **{**fit_defaults("ct"), "generator": preset})
         curve = np.array(res.history["psnr"])
-        rule = shipped_rule(image, res.scale)
+        sigma = estimated_sigma(image)
+        rule = shipped_rule(image, res.scale, sigma)
         returned = returned_psnr(curve, rule.replay(res.history["variance"],
                                                     res.history["loss"]))
-        default = returned_psnr(psnrs, shipped_rule(image, scale).replay(variance, loss))
+        default = returned_psnr(psnrs, shipped_rule(image, scale, sigma).replay(variance, loss))
         name, baseline = best[image.name]
         rows.append({"image": image.name, "default preset": default, preset: returned,
-                     f"{preset} - default": returned - default, f"{preset} peak": curve.max(),
-                     "best user-runnable": name, "its psnr": baseline,
+                     f"{preset} - default": returned - default,
+                     f"{preset} peak": float(curve.max()), "best user-runnable": name, "its psnr": baseline,
                      f"{preset} - it": returned - baseline, "default - it": default - baseline,
                      "seconds": time.perf_counter() - start})
         print(rows[-1], flush=True)
