@@ -21,8 +21,7 @@ import json
 from typing import Iterator
 
 import numpy as np
-from medip.engine.fitting import minimum_stop_step
-from medip.engine.losses import MSE
+from medip.engine.fitting import minimum_stop_step, stop_rule
 from medip.engine.stopping import WindowedVariance, discrepancy_step
 from medip.operators import estimate_sigma, estimate_sigma_1d
 from medip.tasks.mri import kspace_noise_level
@@ -50,8 +49,7 @@ def shipped_rule(image, scale: float, sigma: float | None = None) -> WindowedVar
     """The rule ``fit`` runs on a test-bed image: the windowed variance with its minimum step,
     after the noise floor of ``sigma`` (default: the level the task estimates)."""
     sigma = estimated_sigma(image) if sigma is None else sigma
-    floor = MSE().floor(image.y, sigma, scale)  # what fit computes
-    return WindowedVariance(min_steps=MIN_STEPS, floor=floor)
+    return stop_rule("auto", 2, measured=image.y, noise_level=sigma, scale=scale)
 
 
 def returned_psnr(psnrs: np.ndarray, step: int) -> float:

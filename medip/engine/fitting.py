@@ -206,10 +206,9 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
         return A.project(image, measured) if noise_free else image
 
     _check_generator(gen, x0, is_complex)
-    min_steps = minimum_stop_step(residual, max_steps)
-    floor = loss.floor(measured, noise_level, scale)
-    stop = make_stopper(stopper, len(spatial), min_steps, max_steps if noise_free else None,
-                        floor)
+    stop = stop_rule(stopper, len(spatial), loss=loss, measured=measured,
+                     noise_level=noise_level, scale=scale, residual=residual,
+                     max_steps=max_steps, noise_free=noise_free)
     data_loss = loss.bind(scale, dev)
     optimizer = torch.optim.Adam(gen.parameters(), lr=lr)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if amp and dev.type == "cuda"
@@ -266,6 +265,21 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
                   variance_map=variance, history=history, elapsed=time.perf_counter() - start,
                   scale=scale, interrupted=interrupted,
                   generator_state=gen.state_dict() if keep_generator else None)
+
+
+def stop_rule(stopper: str | int | Stopper, spatial_dims: int, *, loss: str | Loss = "mse",
+              measured: torch.Tensor | None = None, noise_level: float | None = None,
+              scale: float = 1.0, residual: bool = False, max_steps: int = defaults.MAX_STEPS,
+              noise_free: bool = False) -> Stopper:
+    """The stopping rule :func:`fit` runs with these options: ``stopper`` built by
+    :func:`~medip.engine.stopping.make_stopper` with the fit's first stop step
+    (:func:`minimum_stop_step`) and the noise floor ``loss`` leaves on ``measured`` at
+    ``noise_level`` (``scale``: the fit's normalisation, :attr:`Result.scale`; no floor without
+    ``measured``). Public so that a replay on a recorded history (``Stopper.replay``) runs the
+    very rule a fit would, not a copy of it."""
+    floor = None if measured is None else make_loss(loss).floor(measured, noise_level, scale)
+    return make_stopper(stopper, spatial_dims, minimum_stop_step(residual, max_steps),
+                        max_steps if noise_free else None, floor)
 
 
 def minimum_stop_step(residual: bool, max_steps: int) -> int:

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import medip
+from medip.engine.fitting import stop_rule
 from medip.engine.stopping import (LossWatch, WindowedVariance, discrepancy_step, make_stopper,
                                    noise_floor)
 from medip.engine.losses import TransmissionPoisson
@@ -95,6 +96,9 @@ def test_fit_with_a_noise_level_stops_after_the_discrepancy(head):
     shipped = make_stopper("wmv", 2, 128, floor=floor)
     steps = len(res.history["loss"])
     assert shipped.replay(res.history["variance"][:steps], res.history["loss"]) == res.stop_step
+    public = stop_rule("auto", 2, measured=noisy, noise_level=sigma, scale=res.scale,
+                       max_steps=600)  # the same rule, as fit builds it
+    assert public.replay(res.history["variance"][:steps], res.history["loss"]) == res.stop_step
 
 
 def test_noise_level_errors(head):
