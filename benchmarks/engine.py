@@ -11,7 +11,8 @@
     python -m benchmarks.engine batch-workers   # 8 scans, 2 workers against one scan alone
     python -m benchmarks.engine step-times   # s/step of every preset, one member and 4 batched
     python -m benchmarks.engine poisson      # the README's low-dose CT recipe on held-out slices
-    python -m benchmarks.engine ct-preset [PRESET [BUDGET]]  # the stop test bed's CT, one preset
+    python -m benchmarks.engine refit TASK [PRESET [BUDGET]]  # a test-bed task, longer or another preset
+    python -m benchmarks.engine ct-step-times [PRESETS]   # CT s/step per preset, 128^2 to 512^2
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -410,12 +411,13 @@ def batch_workers() -> None:
                                               "8_scans_over_ideal"])
 
 
-def _fit_step_time(preset: str, shape: tuple, steps: int) -> float:
-    """Median seconds per step of a real denoising ``medip.fit`` (stopper, loss and optimiser
-    included), from the step callbacks' clock."""
+def _fit_step_time(preset: str, shape: tuple, steps: int, A=None) -> float:
+    """Median seconds per step of a real ``medip.fit`` through ``A`` (default: denoising;
+    stopper, loss and optimiser included), from the step callbacks' clock."""
     ticks: list[float] = []
-    y = torch.rand(1, 1, *shape)
-    medip.fit(Identity(), y, generator=preset, stopper=steps, max_steps=steps, threads=2,
+    A = A or Identity()
+    y = A(torch.rand(1, 1, *shape))
+    medip.fit(A, y, generator=preset, stopper=steps, max_steps=steps, threads=2,
               callbacks=[lambda info: ticks.append(time.perf_counter())])
     return float(np.median(np.diff(ticks)[1:]))
 
@@ -434,6 +436,28 @@ def step_times() -> None:
                          "4_members_x_one": four / one})
             print(rows[-1], flush=True)
     write_results("step-times", rows, list(rows[0]))
+
+
+def ct_step_times(presets: str = "fast,skip", rounds: int = 3) -> None:
+    """Seconds per step of sparse-view CT fits (45 views, the stop test bed's geometry) per
+    preset at 128^2 to 512^2, the presets taking turns ``rounds`` times so that a drift of the
+    machine's speed touches all alike: the step ratios behind comparisons at equal time."""
+    names = presets.split(",")
+    rows = []
+    for edge in (128, 256, 512):
+        A = Radon((edge, edge), 45)
+        steps = 12 if edge < 512 else 6
+        times = {name: [] for name in names}
+        for _ in range(rounds):
+            for name in names:
+                times[name].append(_fit_step_time(name, (edge, edge), steps, A))
+        row = {"size": f"{edge}x{edge}", **{f"{n} s/step": float(np.median(times[n]))
+                                            for n in names}}
+        row.update({f"{n} / {names[0]}": row[f"{n} s/step"] / row[f"{names[0]} s/step"]
+                    for n in names[1:]})
+        rows.append(row)
+        print(row, flush=True)
+    write_results("ct-step-times", rows, list(rows[0]))
 
 
 #: Held-out slices of the 16-slice chest CT for the Poisson recipe (the stop test bed uses 8).
@@ -507,12 +531,13 @@ def poisson_recipe() -> None:
     write_results("poisson", rows, list(rows[0]))
 
 
-def ct_preset(preset: str = "skip", budget: str = "1") -> None:
-    """Issue 19: the stop test bed's 12 sparse-view CT images (45 views, 4 scans, 3 noise
-    levels, 128^2) fitted with ``preset`` and the CT task's other defaults for ``budget`` times
-    the trace length (``fast`` at 2.5 runs about as long as ``skip`` at 1), the shipped rule
-    replayed (``stopbed_report.shipped_rule``), against the recorded trace of the default preset
-    and the scoreboard's best user-runnable baseline (its stored JSON)."""
+def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "1") -> None:
+    """Issue 19: the stop test bed's 12 images of ``task`` (4 scans, 3 noise levels, 128^2)
+    fitted with ``preset`` and the task's other defaults for ``budget`` times the recorded
+    trace's length, the shipped rule replayed (``stopbed_report.shipped_rule``) on the first
+    1500, 2250, ... steps (the image a fit with that step budget returns: ``fit``'s default
+    budget is 3000, the recorded traces stop at 1500; and comparisons at equal time), against
+    the recorded trace and the scoreboard's best user-runnable baseline (its stored JSON)."""
     from .common import RESULTS
     from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
 
@@ -520,29 +545,32 @@ def ct_preset(preset: str = "skip", budget: str = "1") -> None:
     best = {row["image"]: (row["best user-runnable"], row["its psnr"]) for row in board["rows"]}
     rows = []
     for image, scale, loss, variance, psnrs in traces():
-        if image.task != "ct":
+        if image.task != task:
             continue
-        start = time.perf_counter()
-        res = medip.fit(image.operator, image.y, max_steps=round(float(budget) * len(psnrs)),
+        steps = round(float(budget) * len(psnrs))
+        res = medip.fit(image.operator, image.y, max_steps=steps,
                         stopper=WindowedVariance(patience=NEVER, min_steps=MIN_STEPS),
-                        reference=image.clean, **{**fit_defaults("ct"), "generator": preset})
-        curve = np.array(res.history["psnr"])
+                        reference=image.clean, **{**fit_defaults(task), "generator": preset})
+        curve, history = np.array(res.history["psnr"]), res.history
         sigma = estimated_sigma(image)
         rule = shipped_rule(image, res.scale, sigma)
-        returned = returned_psnr(curve, rule.replay(res.history["variance"],
-                                                    res.history["loss"]))
+        at = {n: returned_psnr(curve[:n], rule.replay(history["variance"][:n],
+                                                      history["loss"][:n]))
+              for n in sorted({*range(len(psnrs), steps, 750), steps})}
         default = returned_psnr(psnrs, shipped_rule(image, scale, sigma).replay(variance, loss))
         name, baseline = best[image.name]
-        rows.append({"image": image.name, "default preset": default, preset: returned,
-                     f"{preset} - default": returned - default,
-                     f"{preset} peak": float(curve.max()), "best user-runnable": name, "its psnr": baseline,
-                     f"{preset} - it": returned - baseline, "default - it": default - baseline,
-                     "seconds": time.perf_counter() - start})
+        rows.append({"image": image.name, "recorded": default,
+                     **{f"{preset} at {n}": value for n, value in at.items()},
+                     f"{preset} - recorded": at[steps] - default,
+                     f"{preset} peak": float(curve.max()), "best user-runnable": name,
+                     "its psnr": baseline, f"{preset} - it": at[steps] - baseline,
+                     "recorded - it": default - baseline, "s/step": res.seconds_per_step})
         print(rows[-1], flush=True)
     gains = np.array([r[f"{preset} - it"] for r in rows])
-    write_results(f"ct-{preset}" + (f"-x{budget}" if float(budget) != 1 else ""), rows, list(rows[0]),
-                  {"median vs best user-runnable": float(np.median(gains)),
-                   "ahead": int((gains > 0).sum()), "ahead by 1 dB": int((gains > 1).sum())})
+    write_results(f"{task}-{preset}" + (f"-x{budget}" if float(budget) != 1 else ""), rows,
+                  list(rows[0]), {"median vs best user-runnable": float(np.median(gains)),
+                                  "ahead": int((gains > 0).sum()),
+                                  "ahead by 1 dB": int((gains > 1).sum())})
 
 
 if __name__ == "__main__":
@@ -555,4 +583,5 @@ if __name__ == "__main__":
          "layout": layout, "batching": batching, "exact": exact,
          "brain-time": brain_time, "batch-workers": batch_workers,
          "step-times": step_times, "poisson": poisson_recipe,
-         "ct-preset": lambda: ct_preset(*sys.argv[2:4])}[command]()
+         "refit": lambda: refit(*sys.argv[2:5]),
+         "ct-step-times": lambda: ct_step_times(*sys.argv[2:3])}[command]()
