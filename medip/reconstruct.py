@@ -67,6 +67,8 @@ class VolumeResult:
     interrupted: bool = False
     #: Whether the fits took the measurement as exact (given, or judged by the task).
     noise_free: bool = False
+    #: The generator preset the fits ran (given, or the task's for the mode).
+    generator: str = defaults.PRESET
 
 
 class _Member(NamedTuple):
@@ -92,7 +94,7 @@ class _Member(NamedTuple):
 def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "denoise",
                        mode: str = defaults.MODE, *, axis: int | None = None,
                        slab: int | None = None, patch: int = defaults.PATCH,
-                       overlap: int = defaults.OVERLAP, generator: str = defaults.PRESET,
+                       overlap: int = defaults.OVERLAP, generator: str | None = None,
                        stopper: str | int = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
                        warm_steps: int | None = None, lr: float | None = None,
                        residual: bool | None = None, noise_free: bool | None = None,
@@ -112,7 +114,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     restoration tasks, a :class:`~medip.io.Sinogram` stack for ``ct`` and
     :class:`~medip.io.KSpace` (or a complex ``(coils, H, W)`` tensor) for ``mri``.
 
-    ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults`. ``axis``
+    ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults`, the
+    ``generator`` preset to the task's for the mode (:meth:`medip.tasks.TaskSpec.preset_for`:
+    ``skip`` for CT's 2D fits, else ``fast``). ``axis``
     (``slices`` mode): the scan axis to walk (default 2); stacks of 2D measurements walk their
     slices. ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring
     slices as channels and each slice is the mean of the fits that saw it (default: the task's
@@ -159,6 +163,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     dev = pick_device(device)
     fit_options = fit_defaults(bound)
     residual = fit_options["residual"] if residual is None else residual
+    generator = generator or spec.preset_for(mode)
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, scale=None if residual else bound.scale(),
                    residual=residual, noise_free=noise_free, method=method)
@@ -198,7 +203,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
         estimate = replace(estimate, expected_seconds=estimate.expected_seconds * len(seeds))
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
                         time.perf_counter() - start, mode, str(dev), estimate,
-                        histories, members[-1].interrupted, noise_free)
+                        histories, members[-1].interrupted, noise_free, generator)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from .provenance import sha256, sidecar_of, versions, write_sidecar
 def _scan(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
     shape = header_shape(source)
     if options.mode == "3d" and shape is not None:  # refuse before reading gigabytes
-        check_memory_for(options.preset, shape, options.device, "3d")
+        check_memory_for(options.generator(), shape, options.device, "3d")
     volume = load(source, series=options.series, frame=options.frame)
     if options.task == "denoise":
         return make_task("denoise", volume), [source]
@@ -84,7 +84,7 @@ def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
     """:func:`medip.reconstruct_volume` with the job's options."""
     return reconstruct_volume(
         task, mode=options.mode, axis=options.axis, slab=options.slab, patch=options.patch,
-        generator=options.preset, stopper=options.stopper_value(), max_steps=options.max_steps,
+        generator=options.generator(), stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, lr=options.learning_rate(), noise_free=options.noise_free,
         seed=options.seed, ensemble=options.ensemble, device=options.device,
         threads=options.threads, progress=options.progress, reference=reference,
@@ -111,12 +111,13 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         raise KeyboardInterrupt
     metrics = _metrics(result.volume, reference, options.reference)
     steps = f"stopped at step {int(np.median(result.stop_steps))} (median)"
-    how = f"DIP {options.preset}, {steps}" if options.method == "dip" else options.method
+    how = f"DIP {result.generator}, {steps}" if options.method == "dip" else options.method
     save(result.volume, output, like=result.measured, overwrite=options.overwrite,
          format=options.format, description=f"medip {options.task} ({how})")
     record = {
         "command": command_line if command_line is not None else sys.argv,
-        "input": str(source), "output": str(output), "options": asdict(options),
+        "input": str(source), "output": str(output),
+        "options": {**asdict(options), "preset": result.generator},
         "versions": versions(), "device": result.device, "seed": options.seed,
         "threads": fit_threads(options.threads),
         "noise_free": result.noise_free,

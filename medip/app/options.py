@@ -22,7 +22,7 @@ class JobOptions:
 
     task: str = "denoise"
     mode: str = defaults.MODE
-    preset: str = defaults.PRESET
+    preset: str | None = None  # None: the task's for the mode (TaskSpec.preset_for)
     max_steps: int = defaults.MAX_STEPS
     warm_steps: int | None = None
     slab: int | None = None
@@ -74,6 +74,10 @@ class JobOptions:
 
     def stopper_value(self) -> str | int:
         return int(self.stopper) if str(self.stopper).isdigit() else self.stopper
+
+    def generator(self) -> str:
+        """The given ``preset``, else the task's for the job's mode (its spec)."""
+        return self.preset or spec_of(self.task).preset_for(self.mode)
 
     def learning_rate(self) -> float:
         """The given ``lr``, else the task's default (its spec)."""

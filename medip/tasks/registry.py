@@ -43,12 +43,13 @@ def make_task(task: str | Task | LinearOperator, measurement: Any, **options: An
 
 
 def fit_defaults(task: str | Task | LinearOperator) -> dict:
-    """The fit options a task works best with (``lr``, ``residual``), from its spec; operators
-    fit the image from scratch like denoising."""
+    """The options a task's 2D fits work best with (``lr``, ``residual``, ``generator``), from
+    its spec; operators fit the image from scratch like denoising. 3D fits take
+    ``spec.preset_for("3d")`` as their generator."""
     if isinstance(task, Task):
         spec = task.spec
     elif isinstance(task, LinearOperator):
         spec = SPECS["operator"]
     else:
         spec = spec_of(task)
-    return {"lr": spec.lr, "residual": spec.residual}
+    return {"lr": spec.lr, "residual": spec.residual, "generator": spec.preset_for("slices")}

@@ -19,7 +19,8 @@ class TaskSpec:
     operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
     ``modes``: the volume strategies it supports; ``lr``/``residual``: the fit defaults the
     benchmarks chose; ``slab``: slices per fit in ``slices`` mode; ``noise_free``: whether its
-    measurements can be exact (``noise_free=True`` accepted).
+    measurements can be exact (``noise_free=True`` accepted); ``preset``: the generator preset of
+    its 2D fits (:meth:`preset_for`).
     """
 
     name: str
@@ -34,6 +35,13 @@ class TaskSpec:
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
     methods: tuple[str, ...] = ("dip",)  # reconstruction methods offered (medip.defaults.METHODS)
+    preset: str = defaults.PRESET
+
+    def preset_for(self, mode: str) -> str:
+        """The generator preset of this task's fits in volume ``mode``: the task's own for the
+        2D fits of ``slices`` mode, :data:`medip.defaults.PRESET` for the 3D fits of ``3d`` and
+        ``patches`` (where ``skip`` costs about 6x the time of ``fast`` per step)."""
+        return self.preset if mode == "slices" else defaults.PRESET
 
 
 _SCAN = "scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
@@ -44,6 +52,12 @@ DENOISE_SLAB = 3
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
 SUPERRES_LR = 0.02
+# 2D CT fits run the skip preset. On the stop test bed's 12 sparse-view images (45 views, 4 scans,
+# 3 noise levels, 128^2) skip's 1500 steps beat fast's 2250, which take the same time, on all 12
+# (median +0.86 dB; skip costs 1.49x the time per step of fast at 128^2 and 256^2, 1.73x at
+# 512^2), and matched fast's 3000 (median -0.11 dB): benchmarks/results/2026-12-03-vm-ct-skip.md,
+# -ct-fast-x2.5.md and -ct-step-times.md. 3D fits keep fast (TaskSpec.preset_for).
+CT_PRESET = "skip"
 
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
@@ -55,7 +69,8 @@ SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              options=("factor", "kernel"), lr=SUPERRES_LR, residual=True, noise_free=True),
     TaskSpec("ct", "reconstruct CT slices from sinograms (+ JSON geometry) or --simulate-from a "
              "CT scan", "sinogram stack (.npy/.tif, (slices,) angles, detectors)",
-             options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True),
+             options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True,
+             preset=CT_PRESET),
     TaskSpec("mri", "reconstruct MRI from multi-coil raw data (ISMRMRD, TWIX, fastMRI HDF5, "
              "npy; Cartesian or non-Cartesian; all slices)",
              "raw data: ISMRMRD .h5/.mrd, Siemens TWIX .dat, fastMRI .h5 (slices, coils, H, W), "

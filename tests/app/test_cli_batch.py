@@ -122,6 +122,8 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
     ok("ct", tmp_path / "sino.npy", "--geometry", tmp_path / "geometry.json", "-o",
         tmp_path / "ct", "--format", "dicom", *FAST)
     assert len(list((tmp_path / "ct").iterdir())) == 5
+    ct_record = json.loads((tmp_path / "ct.medip.json").read_text())
+    assert ct_record["options"]["preset"] == "skip"  # the CT task's preset for its 2D fits
     ok("mri", sample_dir / "mr_kspace_gre_2coil.npy", "--acceleration", "4", "-o",
         tmp_path / "mri.nii.gz", "--ensemble", "2", *FAST)
     assert medip.load(tmp_path / "mri.nii.gz").shape == (160, 160, 1)

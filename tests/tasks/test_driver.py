@@ -9,7 +9,7 @@ import medip
 from medip.engine import estimate
 from medip.engine.metrics import psnr
 from medip.reconstruct import _ramp, _starts, reconstruct_volume
-from medip.tasks import make_task, upsampled_affine
+from medip.tasks import fit_defaults, make_task, upsampled_affine
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +151,7 @@ def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, l
         reconstruct_volume(small, task, max_steps=2, progress=False)
     assert (seen["lr"], seen["residual"]) == (lr, residual)
     assert JobOptions(task=task).learning_rate() == lr
+    assert seen["generator"] == JobOptions(task=task).generator() == fit_defaults(task)["generator"]
 
 
 def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
