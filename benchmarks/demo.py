@@ -1,4 +1,4 @@
-"""The README's demo figures, reproduced on purpose (not in CI: the full demo takes 100-210 s
+"""The README's demo figures, reproduced on purpose (not in CI: the full demo takes 100-310 s
 on 2 cores, a third of the test suite's time budget).
 
     python -m benchmarks.demo     # runs `medip demo`'s fit, compares it with the README's figures

@@ -13,6 +13,9 @@
     python -m benchmarks.engine poisson      # the README's low-dose CT recipe on held-out slices
     python -m benchmarks.engine refit TASK [PRESET [BUDGET]]  # a test-bed task, longer or another preset
     python -m benchmarks.engine ct-step-times [PRESETS]   # CT s/step per preset, 128^2 to 512^2
+    python -m benchmarks.engine amp [TASK]     # CPU bf16 autocast against float32 on the test bed
+    python -m benchmarks.engine amp-step-times # s/step in float32 and bf16, presets and sizes
+    python -m benchmarks.engine optimizer-step-times   # Adam's per-tensor loop vs its fused kernel
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -23,6 +26,7 @@ shipped rule returns.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import time
@@ -165,9 +169,10 @@ def layout() -> None:
 
 
 def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int, batch: int = 1,
-               bf16: bool = False) -> float:
+               bf16: bool = False, fused: bool = False) -> float:
     """Median seconds per Adam step of one preset network; ``batch`` inputs share its weights
-    (the most that batching members could gain); ``bf16``: CPU autocast."""
+    (the most that batching members could gain); ``bf16``: CPU autocast; ``fused``: torch's
+    fused Adam kernel (else its per-tensor loop)."""
     from medip.engine.nets import build_network
 
     torch.manual_seed(0)
@@ -176,7 +181,7 @@ def _step_time(preset: str, shape: tuple, channels_last: bool, steps: int, batch
         net = net.to(memory_format=torch.channels_last if len(shape) == 2
                      else torch.channels_last_3d)
     gen = medip.engine.nets.Generator(net, shape, batch=batch)
-    optimizer = torch.optim.Adam(gen.parameters(), lr=0.01)
+    optimizer = torch.optim.Adam(gen.parameters(), lr=0.01, fused=fused)
     target, times = torch.randn(batch, 1, *shape), []
     for _ in range(steps):
         start = time.perf_counter()
@@ -411,13 +416,13 @@ def batch_workers() -> None:
                                               "8_scans_over_ideal"])
 
 
-def _fit_step_time(preset: str, shape: tuple, steps: int, A=None) -> float:
+def _fit_step_time(preset: str, shape: tuple, steps: int, A=None, amp: bool = False) -> float:
     """Median seconds per step of a real ``medip.fit`` through ``A`` (default: denoising;
     stopper, loss and optimiser included), from the step callbacks' clock."""
     ticks: list[float] = []
     A = A or Identity()
     y = A(torch.rand(1, 1, *shape))
-    medip.fit(A, y, generator=preset, stopper=steps, max_steps=steps, threads=2,
+    medip.fit(A, y, generator=preset, stopper=steps, max_steps=steps, threads=2, amp=amp,
               callbacks=[lambda info: ticks.append(time.perf_counter())])
     return float(np.median(np.diff(ticks)[1:]))
 
@@ -537,11 +542,15 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
     trace's length, the shipped rule replayed (``stopbed_report.shipped_rule``) on the first
     1500, 2250, ... steps (the image a fit with that step budget returns: ``fit``'s default
     budget is 3000, the recorded traces stop at 1500; and comparisons at equal time), against
-    the recorded trace and the scoreboard's best user-runnable baseline (its stored JSON)."""
+    the recorded trace and the scoreboard's best user-runnable baseline (its newest stored
+    JSON in ``results/``, named by date)."""
     from .common import RESULTS
     from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
 
-    board = json.loads((RESULTS / "2026-12-03-vm-scoreboard.json").read_text())
+    boards = sorted(RESULTS.glob("*-scoreboard.json"))
+    if not boards:
+        raise SystemExit(f"no scoreboard in {RESULTS}: run python -m benchmarks.scoreboard first")
+    board = json.loads(boards[-1].read_text())
     best = {row["image"]: (row["best user-runnable"], row["its psnr"]) for row in board["rows"]}
     rows = []
     for image, scale, loss, variance, psnrs in traces():
@@ -573,6 +582,113 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
                                   "ahead by 1 dB": int((gains > 1).sum())})
 
 
+def _live(image, **options) -> dict:
+    """A test-bed image fitted as its task's fit runs by default (the shipped rule live, with
+    the noise level the task estimates; ``fit``'s step budget): what the user gets, timed."""
+    from .stopbed_report import estimated_sigma
+
+    start = time.perf_counter()
+    res = medip.fit(image.operator, image.y, reference=image.clean,
+                    noise_level=estimated_sigma(image), **{**fit_defaults(image.task), **options})
+    image_psnr = psnr(res.image.abs(), image.clean.abs()) if res.image.is_complex() else \
+        psnr(res.image, image.clean)
+    return {"psnr": image_psnr, "stop": res.stop_step, "steps": res.steps_run,
+            "s/step": res.seconds_per_step, "seconds": time.perf_counter() - start}
+
+
+def amp(task: str = "denoise") -> None:
+    """Issue 21: bfloat16 autocast on this CPU. Each of the stop test bed's ``task`` images is
+    fitted with the task's defaults and the shipped stop, in float32 and under autocast one
+    after the other (so a drift of the machine's speed touches both alike): the returned PSNR,
+    the stop step and the time per step of each."""
+    from .stopbed import images
+
+    rows = []
+    for image in images():
+        if image.task != task:
+            continue
+        f32, bf16 = _live(image, amp=False), _live(image, amp=True)
+        rows.append({"image": image.name, **{f"{k} f32": v for k, v in f32.items()},
+                     **{f"{k} bf16": v for k, v in bf16.items()},
+                     "bf16 - f32 dB": bf16["psnr"] - f32["psnr"],
+                     "step time bf16 / f32": bf16["s/step"] / f32["s/step"]})
+        print(rows[-1], flush=True)
+    diffs = np.array([r["bf16 - f32 dB"] for r in rows])
+    ratios = np.array([r["step time bf16 / f32"] for r in rows])
+    write_results(f"amp-{task}", rows, list(rows[0]),
+                  {"median bf16 - f32 dB": float(np.median(diffs)), "worst": float(diffs.min()),
+                   "median step time ratio": float(np.median(ratios)),
+                   "cpu": amp_cpu_label()})
+
+
+def amp_cpu_label() -> str:
+    """The CPU's bfloat16 capabilities as torch reports them (AMX, AVX-512 BF16)."""
+    return (f"AMX tiles {torch.cpu._is_amx_tile_supported()}, "
+            f"AVX-512 BF16 {torch.cpu._is_avx512_bf16_supported()}")
+
+
+def amp_step_times(rounds: int = 3) -> None:
+    """Issue 21: seconds per step of real fits in float32 and under CPU bfloat16 autocast,
+    taking turns ``rounds`` times: ``fast`` and ``skip`` at 128^2 to 512^2 (denoising; ``skip``
+    also through the 45-view Radon, CT's fit) and ``fast`` at 48^3."""
+    cases = [(p, (e, e), None) for e in (128, 256, 512) for p in ("fast", "skip")]
+    cases += [("skip", (e, e), Radon((e, e), 45)) for e in (128, 256, 512)]
+    cases += [("fast", (48, 48, 48), None)]
+    rows = []
+    for preset, shape, A in cases:
+        steps = 12 if math.prod(shape) <= 256 ** 2 else 6
+        times = {False: [], True: []}
+        for _ in range(rounds):
+            for bf16 in times:
+                times[bf16].append(_fit_step_time(preset, shape, steps, A, amp=bf16))
+        f32, bf16 = float(np.median(times[False])), float(np.median(times[True]))
+        rows.append({"preset": preset, "size": "x".join(map(str, shape)),
+                     "operator": "Radon 45 views" if A is not None else "Identity",
+                     "f32 s/step": f32, "bf16 s/step": bf16, "speedup": f32 / bf16})
+        print(rows[-1], flush=True)
+    write_results("amp-step-times", rows, list(rows[0]), {"cpu": amp_cpu_label()})
+
+
+def _update_time(preset: str, fused: bool, steps: int = 50) -> float:
+    """Median seconds of one Adam update of a preset's weights (gradients given)."""
+    from medip.engine.nets import build_network
+
+    torch.manual_seed(0)
+    parameters = list(build_network(preset, 2, 1).parameters())
+    for parameter in parameters:
+        parameter.grad = torch.randn_like(parameter)
+    optimizer, times = torch.optim.Adam(parameters, lr=0.01, fused=fused), []
+    for _ in range(steps):
+        start = time.perf_counter()
+        optimizer.step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times[2:]))
+
+
+def optimizer_step_times(rounds: int = 6) -> None:
+    """Issue 21: torch's per-tensor Adam loop against its fused kernel (what ``fit`` runs,
+    :func:`medip.engine.fitting.adam`): the update alone, and a whole 2D step of ``fast`` and
+    ``skip`` at 128^2 and 256^2, the two taking turns ``rounds`` times (a few milliseconds
+    per step: 3 rounds of 15 steps gave ratios of 0.87 to 1.06 on this VM)."""
+    rows = []
+    for preset in ("fast", "skip"):
+        loop, fused = _update_time(preset, False), _update_time(preset, True)
+        rows.append({"preset": preset, "what": "Adam update alone", "loop s": loop,
+                     "fused s": fused, "fused / loop": fused / loop})
+        print(rows[-1], flush=True)
+        for edge in (128, 256):
+            times = {False: [], True: []}
+            for _ in range(rounds):
+                for kind in times:
+                    times[kind].append(_step_time(preset, (edge, edge), preset == "fast",
+                                                  40 if edge == 128 else 20, fused=kind))
+            loop, fused = float(np.median(times[False])), float(np.median(times[True]))
+            rows.append({"preset": preset, "what": f"step at {edge}x{edge}", "loop s": loop,
+                         "fused s": fused, "fused / loop": fused / loop})
+            print(rows[-1], flush=True)
+    write_results("optimizer-step-times", rows, list(rows[0]))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     command = sys.argv[1] if len(sys.argv) > 1 else "presets"
@@ -584,4 +700,6 @@ if __name__ == "__main__":
          "brain-time": brain_time, "batch-workers": batch_workers,
          "step-times": step_times, "poisson": poisson_recipe,
          "refit": lambda: refit(*sys.argv[2:5]),
-         "ct-step-times": lambda: ct_step_times(*sys.argv[2:3])}[command]()
+         "ct-step-times": lambda: ct_step_times(*sys.argv[2:3]),
+         "amp": lambda: amp(*sys.argv[2:3]), "amp-step-times": amp_step_times,
+         "optimizer-step-times": optimizer_step_times}[command]()

@@ -108,6 +108,9 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
         g.add_argument("--patch", type=int, help=f"patch edge for --mode patches (default "
                        f"{defaults.PATCH})")
     g.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    g.add_argument("--amp", action=argparse.BooleanOptionalAction, help="run the generator in "
+                   "bfloat16: up to 1.5x faster per step in 2D and 1.8x in 3D on CPUs with AMX, "
+                   "PSNR lower by up to 0.75 dB (default: float32)")
     g.add_argument("--format", choices=WRITABLE, help="output format (default: from the "
                    "extension)")
     g.add_argument("--reference", metavar="FILE", help="clean scan: adds PSNR/SSIM to the "

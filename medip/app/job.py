@@ -32,7 +32,7 @@ from .provenance import sha256, sidecar_of, versions, write_sidecar
 def _scan(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
     shape = header_shape(source)
     if options.mode == "3d" and shape is not None:  # refuse before reading gigabytes
-        check_memory_for(options.generator(), shape, options.device, "3d")
+        check_memory_for(options.generator(), shape, options.device, "3d", options.amp)
     volume = load(source, series=options.series, frame=options.frame)
     if options.task == "denoise":
         return make_task("denoise", volume), [source]
@@ -87,8 +87,8 @@ def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
         generator=options.generator(), stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, lr=options.learning_rate(), noise_free=options.noise_free,
         seed=options.seed, ensemble=options.ensemble, device=options.device,
-        threads=options.threads, progress=options.progress, reference=reference,
-        method=options.method)
+        threads=options.threads, amp=options.amp, progress=options.progress,
+        reference=reference, method=options.method)
 
 
 def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions,

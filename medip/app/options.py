@@ -32,6 +32,7 @@ class JobOptions:
     ensemble: int = defaults.ENSEMBLE
     device: str = defaults.DEVICE
     threads: int | None = None
+    amp: bool = False
     series: str | None = None
     frame: int | None = None
     axis: int | None = None

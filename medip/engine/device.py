@@ -28,6 +28,14 @@ def pick_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``enabled`` (else a no-op context): ``fit(amp=True)``
+    and its time estimate."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 def fit_threads(threads: int | None = None) -> int:
     """The torch CPU threads a fit uses: ``threads``, else torch's current count capped at the
     CPUs this process may use (:func:`available_cpus`)."""

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import torch
 
+from .device import autocast
+from .fitting import adam
 from .nets import build_generator
 
 PROBE_EDGE = {2: 64, 3: 32}
@@ -60,11 +62,12 @@ def available_memory(device: torch.device) -> int:
 
 
 def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_maps: int = 3,
-                 device: torch.device = torch.device("cpu")) -> Estimate:
+                 device: torch.device = torch.device("cpu"), amp: bool = False) -> Estimate:
     """Estimate one fit of ``preset`` on an image of spatial ``shape``.
 
     ``stopper_maps`` is how many float64 maps of the image the stopper keeps (3 for ES-EMV;
-    ES-WMV adds its window of float32 outputs).
+    ES-WMV adds its window of float32 outputs). ``amp``: the fit runs its generator under
+    bfloat16 autocast (``fit(amp=)``), and so do the probe passes.
     """
     dims = len(shape)
     probe = (PROBE_EDGE[dims],) * dims
@@ -77,7 +80,9 @@ def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_m
 
     hooks = [m.register_forward_hook(count) for m in gen.modules() if not list(m.children())]
     try:
-        gen(0.0).square().mean().backward()  # counts the activations
+        with autocast(device, amp):
+            out = gen(0.0)
+        out.float().square().mean().backward()  # counts the activations
     finally:
         for hook in hooks:
             hook.remove()
@@ -88,20 +93,22 @@ def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_m
     available = available_memory(device)
     if needed <= available:  # time real steps at the real size
         gen, ratio = build_generator(preset, shape, channels).to(device), 1.0
-    times = _step_times(gen, device)
+    times = _step_times(gen, device, amp)
     return Estimate(needed, statistics.median(times) * ratio, available,
                     (min(times) * ratio, max(times) * ratio))
 
 
-def _step_times(gen: torch.nn.Module, device: torch.device) -> list[float]:
+def _step_times(gen: torch.nn.Module, device: torch.device, amp: bool) -> list[float]:
     """Seconds of :data:`PROBE_PASSES` optimiser steps (forward, backward, Adam), after one
     untimed step."""
-    optimizer = torch.optim.Adam(gen.parameters(), lr=1e-3)
+    optimizer = adam(gen.parameters(), 1e-3)
     times = []
     for index in range(PROBE_PASSES + 1):
         start = perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        gen(0.0).square().mean().backward()
+        with autocast(device, amp):
+            out = gen(0.0)
+        out.float().square().mean().backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)

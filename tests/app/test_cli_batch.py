@@ -53,6 +53,7 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
     np.testing.assert_allclose(a.affine, nib.load(noisy_series).affine)
     record = json.loads((tmp_path / "a.nii.gz.medip.json").read_text())
     assert record["options"]["max_steps"] == 40 and record["seed"] == 0
+    assert record["options"]["amp"] is False  # float32 unless asked
     assert record["device"] == "cpu" and set(record["versions"]) >= {"medip", "torch", "monai",
                                                                      "pydicom", "nibabel"}
     assert record["metrics"]["psnr_db"] > 0 and str(noisy_series) in record["input_sha256"]
@@ -62,11 +63,12 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
 
 def test_config_file_and_flags_override_it(noisy_series, tmp_path):
     config = tmp_path / "medip.toml"
-    config.write_text('max-steps = 30\nseed = 7\npreset = "decoder"\n')
+    config.write_text('max-steps = 30\nseed = 7\npreset = "decoder"\namp = true\n')
     main(["denoise", str(noisy_series), "-o", str(tmp_path / "c.nii.gz"), "--config", str(config),
-          "--seed", "3", "--quiet"])
+          "--seed", "3", "--no-amp", "--quiet"])
     options = json.loads((tmp_path / "c.nii.gz.medip.json").read_text())["options"]
     assert (options["max_steps"], options["seed"], options["preset"]) == (30, 3, "decoder")
+    assert options["amp"] is False  # the flag over the config
     config.write_text("magic = 1\n")
     err = run("denoise", noisy_series, "-o", tmp_path / "d.nii.gz", "--config", config, check_rc=1)
     assert "unknown option(s) magic" in err.stderr and len(err.stderr.strip().splitlines()) == 1

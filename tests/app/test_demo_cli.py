@@ -31,7 +31,7 @@ def test_cli_info_and_errors(sample_dir, tmp_path):
 
 
 def test_the_readme_states_the_demo_figures_that_the_benchmark_checks():
-    """`python -m benchmarks.demo` reruns the full demo against these figures (100-210 s, so not
+    """`python -m benchmarks.demo` reruns the full demo against these figures (100-310 s, so not
     here); the README must keep stating them in the form it reads, and plausibly."""
     from benchmarks.demo import readme_figures
 

@@ -156,6 +156,16 @@ def test_same_seed_same_result_and_reference_never_changes_it(ct_crop):
     assert len(b.history["psnr"]) == 20 and "psnr" not in a.history
 
 
+def test_bf16_autocast_runs_on_request_on_the_cpu_and_still_denoises(ct_crop):
+    crop = ct_crop[..., :64, :64].contiguous()
+    y = gaussian(crop, 25 / 255 * display_range(crop), seed=0)
+    runs = {amp: medip.fit(Identity(), y, stopper=300, amp=amp) for amp in (False, True)}
+    assert runs[True].image.dtype == torch.float32  # the result stays float32
+    assert not torch.equal(runs[True].image, runs[False].image)  # bfloat16 ran
+    gains = {amp: psnr(r.image, crop) - psnr(y, crop) for amp, r in runs.items()}
+    assert min(gains.values()) > 4 and abs(gains[True] - gains[False]) < 1, gains
+
+
 def test_stoppers_return_their_best_output():
     wmv = WindowedVariance(window=4, patience=5)
     # outputs converge then wander: the variance minimum is in the settled stretch
