@@ -30,6 +30,7 @@ import math
 import subprocess
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -443,6 +444,16 @@ def step_times() -> None:
     write_results("step-times", rows, list(rows[0]))
 
 
+def _taking_turns(measures: dict, rounds: int) -> dict:
+    """The median of each measure (a call returning seconds), the measures taking turns
+    ``rounds`` times so that a drift of the machine's speed touches all alike."""
+    times = {key: [] for key in measures}
+    for _ in range(rounds):
+        for key, measure in measures.items():
+            times[key].append(measure())
+    return {key: float(np.median(values)) for key, values in times.items()}
+
+
 def ct_step_times(presets: str = "fast,skip", rounds: int = 3) -> None:
     """Seconds per step of sparse-view CT fits (45 views, the stop test bed's geometry) per
     preset at 128^2 to 512^2, the presets taking turns ``rounds`` times so that a drift of the
@@ -452,12 +463,9 @@ def ct_step_times(presets: str = "fast,skip", rounds: int = 3) -> None:
     for edge in (128, 256, 512):
         A = Radon((edge, edge), 45)
         steps = 12 if edge < 512 else 6
-        times = {name: [] for name in names}
-        for _ in range(rounds):
-            for name in names:
-                times[name].append(_fit_step_time(name, (edge, edge), steps, A))
-        row = {"size": f"{edge}x{edge}", **{f"{n} s/step": float(np.median(times[n]))
-                                            for n in names}}
+        times = _taking_turns({name: partial(_fit_step_time, name, (edge, edge), steps, A)
+                               for name in names}, rounds)
+        row = {"size": f"{edge}x{edge}", **{f"{n} s/step": times[n] for n in names}}
         row.update({f"{n} / {names[0]}": row[f"{n} s/step"] / row[f"{names[0]} s/step"]
                     for n in names[1:]})
         rows.append(row)
@@ -637,11 +645,9 @@ def amp_step_times(rounds: int = 3) -> None:
     rows = []
     for preset, shape, A in cases:
         steps = 12 if math.prod(shape) <= 256 ** 2 else 6
-        times = {False: [], True: []}
-        for _ in range(rounds):
-            for bf16 in times:
-                times[bf16].append(_fit_step_time(preset, shape, steps, A, amp=bf16))
-        f32, bf16 = float(np.median(times[False])), float(np.median(times[True]))
+        times = _taking_turns({bf16: partial(_fit_step_time, preset, shape, steps, A, amp=bf16)
+                               for bf16 in (False, True)}, rounds)
+        f32, bf16 = times[False], times[True]
         rows.append({"preset": preset, "size": "x".join(map(str, shape)),
                      "operator": "Radon 45 views" if A is not None else "Identity",
                      "f32 s/step": f32, "bf16 s/step": bf16, "speedup": f32 / bf16})
@@ -677,12 +683,11 @@ def optimizer_step_times(rounds: int = 6) -> None:
                      "fused s": fused, "fused / loop": fused / loop})
         print(rows[-1], flush=True)
         for edge in (128, 256):
-            times = {False: [], True: []}
-            for _ in range(rounds):
-                for kind in times:
-                    times[kind].append(_step_time(preset, (edge, edge), preset == "fast",
-                                                  40 if edge == 128 else 20, fused=kind))
-            loop, fused = float(np.median(times[False])), float(np.median(times[True]))
+            steps = 40 if edge == 128 else 20
+            times = _taking_turns({kind: partial(_step_time, preset, (edge, edge),
+                                                 preset == "fast", steps, fused=kind)
+                                   for kind in (False, True)}, rounds)
+            loop, fused = times[False], times[True]
             rows.append({"preset": preset, "what": f"step at {edge}x{edge}", "loop s": loop,
                          "fused s": fused, "fused / loop": fused / loop})
             print(rows[-1], flush=True)

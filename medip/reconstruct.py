@@ -128,9 +128,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     measurable noise). ``ensemble=N`` reconstructs N times,
     seeded ``seed`` to ``seed + N - 1``, and returns the mean (and mean variance), at N times the
     time. ``amp``: the generators run under bfloat16 autocast (see :func:`medip.fit`: faster per
-    step on CPUs with AMX, slightly lower PSNR). ``reference`` (a clean volume on the result's grid) only adds PSNR/SSIM to each fit's
-    history. ``method`` (tasks that offer classical methods, see
-    :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
+    step on CPUs with AMX, slightly lower PSNR). ``reference`` (a clean volume on the result's
+    grid) only adds PSNR/SSIM to each fit's history. ``method`` (tasks that offer classical
+    methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
     reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
     through the same slices and geometry so the two compare on the same data. Raises
     ``MemoryError`` before starting when the estimated need exceeds the memory

@@ -80,9 +80,7 @@ def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_m
 
     hooks = [m.register_forward_hook(count) for m in gen.modules() if not list(m.children())]
     try:
-        with autocast(device, amp):
-            out = gen(0.0)
-        out.float().square().mean().backward()  # counts the activations
+        _probe_pass(gen, device, amp)  # counts the activations
     finally:
         for hook in hooks:
             hook.remove()
@@ -106,12 +104,17 @@ def _step_times(gen: torch.nn.Module, device: torch.device, amp: bool) -> list[f
     for index in range(PROBE_PASSES + 1):
         start = perf_counter()
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp):
-            out = gen(0.0)
-        out.float().square().mean().backward()
+        _probe_pass(gen, device, amp)
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         if index:
             times.append(perf_counter() - start)
     return times
+
+
+def _probe_pass(gen: torch.nn.Module, device: torch.device, amp: bool) -> None:
+    """One forward (under autocast with ``amp``, as ``fit`` runs it) and backward pass."""
+    with autocast(device, amp):
+        out = gen(0.0)
+    out.float().square().mean().backward()
