@@ -5,7 +5,7 @@ Every operator maps ``(batch, channel, *spatial)`` tensors (2 or 3 spatial dims)
 composes with ``@`` and scalars.
 """
 
-from .base import Identity, LinearOperator
+from .base import Diagonal, Identity, LinearOperator
 from .coils import (CoilMaps, acs_lines, compression, espirit, espirit_is_determined,
                     estimate_sensitivities, mix_coils, simulated_sensitivities, whitening)
 from .downsample import KERNELS, Downsample
@@ -17,10 +17,12 @@ from .noise import PhotonCounts, estimate_sigma, estimate_sigma_1d, gaussian, po
 from .sampling import (SamplingMask, cartesian_mask, radial_mask, random_pixel_mask, scribble_mask,
                     text_mask, variable_density_mask)
 from .radon import FILTERS, Radon
+from .ramp import DetectorFilter
 from .trajectories import golden_angle_radial, keep_shots, variable_density_spiral
 
 __all__ = [
-    "LinearOperator", "Identity", "Mask", "Downsample", "KERNELS", "Radon", "FILTERS", "Fourier",
+    "LinearOperator", "Identity", "Diagonal", "Mask", "Downsample", "KERNELS", "Radon", "FILTERS",
+    "DetectorFilter", "Fourier",
     "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",

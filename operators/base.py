@@ -101,6 +101,13 @@ class LinearOperator:
         (orthogonal rows of equal norm, so :meth:`project` is exact and cheap); else None."""
         return None
 
+    def preconditioner(self) -> LinearOperator | None:
+        """A self-adjoint map ``W`` on the measurements such that ``A^H W^2 A`` is close to a
+        multiple of the identity, or None where ``A`` is well enough conditioned as it is.
+        :func:`medip.fit` fits the weighted residual ``|W (A x - y)|^2`` with it, so that every
+        spatial frequency is learnt at a like pace (:meth:`Radon.preconditioner`)."""
+        return None
+
     # -- algebra ------------------------------------------------------------------------------
     def __matmul__(self, other: LinearOperator) -> LinearOperator:
         if not isinstance(other, LinearOperator):
@@ -167,6 +174,9 @@ class _Composed(LinearOperator):
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         return self.inner.pseudo_inverse(self.outer.pseudo_inverse(y))
 
+    def preconditioner(self) -> LinearOperator | None:
+        return self.outer.preconditioner()  # it weighs the measurements, the outer's output
+
 
 class _Scaled(LinearOperator):
     """``(s A)(x) = s A(x)``; the adjoint uses the conjugate scale."""
@@ -191,6 +201,9 @@ class _Scaled(LinearOperator):
     def pseudo_inverse(self, y: torch.Tensor) -> torch.Tensor:
         return self.op.pseudo_inverse(y / self.scale)
 
+    def preconditioner(self) -> LinearOperator | None:
+        return self.op.preconditioner()  # a scale does not change the conditioning
+
     def row_gram(self, x: torch.Tensor) -> float | None:
         gram = self.op.row_gram(x)
         return None if gram is None else gram * abs(self.scale) ** 2
@@ -210,3 +223,20 @@ class Identity(LinearOperator):
 
     def row_gram(self, x: torch.Tensor) -> float | None:
         return 1.0
+
+
+class Diagonal(LinearOperator):
+    """``A y = w * y`` with real weights ``w`` over the trailing dimensions (e.g. one weight per
+    k-space sample): self-adjoint. The weight of a non-Cartesian fit's residual
+    (:meth:`NUFFT.preconditioner`)."""
+
+    def __init__(self, weights: torch.Tensor) -> None:
+        if weights.is_complex() or not bool(torch.isfinite(weights).all()):
+            raise ValueError("Diagonal: weights must be real and finite")
+        super().__init__(tuple(weights.shape), tuple(weights.shape))
+        self.weights = weights
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return y * self.weights.to(device=y.device, dtype=real_dtype(y))
+
+    adjoint = forward

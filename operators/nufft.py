@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .base import LinearOperator
+from .base import Diagonal, LinearOperator
 from .fourier import root_sum_of_squares
 
 #: finufft's relative accuracy ``eps`` and grid upsampling per precision. complex64 (fits):
@@ -176,6 +176,19 @@ class NUFFT(LinearOperator):
             return root_sum_of_squares(_Transform.apply(weighted, self._plans, 1, self.shape)
                                        ).to(y.real.dtype)
         return self.adjoint(weighted)
+
+    def preconditioner(self) -> Diagonal | None:
+        """The square root of the density compensation (scaled to a mean square of one) on
+        every coil's samples, where ``dcf`` is set: the weighted residual's normal operator
+        ``A^H dcf A`` is close to a multiple of the identity, where the plain ``A^H A`` weighs
+        each spatial frequency by how densely the trajectory samples it (a spiral's or radial
+        centre many times its edge). On the bundled real 8-coil spiral a DIP fit with it gave
+        34.98 dB at 2x and 29.87 dB at 4x where the plain fit gave 29.49 and 27.44 dB
+        (benchmarks/results/2026-12-03-vm-mri-raw-spiral-2x-spiral-4x.md)."""
+        if self.dcf is None:
+            return None
+        weights = self.dcf.to(torch.float32).clamp(min=0)
+        return Diagonal((weights / weights.mean()).sqrt())
 
     def __repr__(self) -> str:
         return f"NUFFT(shape={self.shape}, coils={self.coils}, samples={self.samples})"

@@ -45,8 +45,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .base import LinearOperator, real_dtype
+from .base import LinearOperator
 from .radon_matrix import RayMatrix, build_ray_matrix
+from .ramp import DetectorFilter, padded_size, ramp_response
 
 FILTERS = ("ramp", "shepp-logan", "cosine", "hann")
 
@@ -290,12 +291,8 @@ class Radon(LinearOperator):
 
     def _filter(self, y: torch.Tensor, name: str) -> torch.Tensor:
         n = self.n_detectors
-        size = max(64, 2 ** int(math.ceil(math.log2(2 * n))))
-        k = torch.arange(size, dtype=torch.float64)
-        k = torch.where(k > size // 2, k - size, k)
-        kernel = torch.where(k == 0, torch.full_like(k, 0.25),
-                             torch.where(k % 2 == 1, -1 / (math.pi * k) ** 2, torch.zeros_like(k)))
-        response = torch.fft.fft(kernel).real
+        size = padded_size(n)
+        response = ramp_response(size)
         freq = torch.fft.fftfreq(size, dtype=torch.float64)
         if name == "shepp-logan":
             response = response * torch.sinc(freq)
@@ -303,9 +300,17 @@ class Radon(LinearOperator):
             response = response * torch.cos(math.pi * freq)
         elif name == "hann":
             response = response * 0.5 * (1 + torch.cos(2 * math.pi * freq))
-        response = response.to(device=y.device, dtype=real_dtype(y))
-        spectrum = torch.fft.fft(y, n=size, dim=-1) * response
-        return torch.fft.ifft(spectrum, dim=-1).real[..., :n]
+        return DetectorFilter(self.out_shape, response).forward(y)
+
+    def preconditioner(self) -> DetectorFilter:
+        """The square root of the ramp filter along the detectors
+        (:meth:`DetectorFilter.sqrt_ramp`): a fit's loss on the filtered residual has the normal
+        operator ``A^T R A``, about a multiple of the identity, where the plain loss's ``A^T A``
+        damps each spatial frequency ``w`` by ``1 / |w|``. On the stop test bed's 12 45-view
+        CT images a DIP fit with it beat TV with the discrepancy weight on all 12, by a median
+        3.65 dB (benchmarks/results/2026-12-03-vm-ct-precondition.md). Fan beam: the same
+        filter on the fan's detector, close enough to precondition."""
+        return DetectorFilter.sqrt_ramp(self.out_shape)
 
     def _angle_weights(self) -> torch.Tensor:
         """Each parallel angle's share of [0, pi) (half the gap to each neighbour, mod pi)."""

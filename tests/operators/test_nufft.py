@@ -51,6 +51,32 @@ def test_gridding_with_pipe_menon_weights_recovers_a_smooth_image():
     assert float(error) < 0.05
 
 
+def test_the_preconditioner_is_the_root_of_the_density_compensation():
+    """Radial sampling crowds the k-space centre: ``A^H A`` weighs a coarse pattern far above a
+    fine one; with the square-root-dcf weight ``A^H W^2 A`` treats them alike, with coils too."""
+    trajectory = golden_angle_radial(96, 64)
+    maps = simulated_sensitivities((64, 64), 4)
+    assert NUFFT((64, 64), trajectory, maps).preconditioner() is None  # no dcf, no weight
+    dcf = pipe_menon_dcf(NUFFT((64, 64), trajectory))
+    A = NUFFT((64, 64), trajectory, maps, dcf=dcf)
+    W = A.preconditioner()
+    assert_adjoint(W, torch.randn(2, 4, 96, 64, dtype=torch.complex128))
+    torch.testing.assert_close(W.weights.square() / W.weights.square().mean(),
+                               (dcf / dcf.mean()).float())
+    c = torch.arange(64.0) - 31.5
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    window = torch.exp(-(yy ** 2 + xx ** 2) / 12 ** 2)
+
+    def gain(x: torch.Tensor, weighted: bool) -> float:
+        Ax = A(x[None, None].to(torch.complex64))
+        return float((W(Ax) if weighted else Ax).abs().square().sum() / x.square().sum())
+
+    coarse, fine = (window * torch.cos(2 * torch.pi * f * xx / 64) for f in (2, 16))
+    plain = gain(coarse, False) / gain(fine, False)
+    weighted = gain(coarse, True) / gain(fine, True)
+    assert plain > 4 and 0.5 < weighted < 2, (plain, weighted)
+
+
 def test_trajectory_errors_are_clear():
     with pytest.raises(ValueError, match="cycles/pixel"):
         NUFFT((16, 16), golden_angle_radial(4, 8) * 4)

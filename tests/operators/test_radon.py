@@ -208,3 +208,37 @@ def test_non_square_images_use_the_inscribed_circle():
     A = Radon((20, 32), 8)
     assert A.n_detectors == 20 and A(torch.ones(1, 1, 20, 32)).shape == (1, 1, 8, 20)
     assert math.isclose(A.fov_radius, 9.5)
+
+
+def test_the_preconditioner_is_self_adjoint_and_the_square_root_of_fbps_ramp():
+    from medip.operators.ramp import padded_size, ramp_response
+
+    A = Radon((40, 40), 20, "fan")
+    W = A.preconditioner()
+    assert W.in_shape == W.out_shape == A.out_shape and (2.0 * A).preconditioner() is not None
+    assert dot_test(W, torch.randn(2, 1, *A.out_shape, dtype=torch.float64)) < 1e-12
+    ramp = ramp_response(padded_size(A.n_detectors)).float()
+    ratio = W.response.square()[ramp > 1e-3] / ramp[ramp > 1e-3]
+    assert float(ratio.std() / ratio.mean()) < 1e-5
+    with pytest.raises(ValueError, match="detectors need"):
+        type(W)(A.out_shape, W.response[:10])
+
+
+def test_preconditioning_evens_out_the_normal_operator_over_frequencies():
+    """``A^T A`` damps a fine pattern against a coarse one by about their frequency ratio; with
+    the square-root ramp weight ``A^T W^2 A`` treats them alike (what lets a fit learn detail
+    as fast as shape)."""
+    A = Radon((64, 64), 64)
+    W = A.preconditioner()
+    c = torch.arange(64.0) - 31.5
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    window = torch.exp(-(yy ** 2 + xx ** 2) / 12 ** 2)
+
+    def gain(x: torch.Tensor, weighted: bool) -> float:
+        Ax = A(x[None, None])
+        return float((W(Ax) if weighted else Ax).square().sum() / x.square().sum())
+
+    coarse, fine = (window * torch.cos(2 * math.pi * f * xx / 64) for f in (2, 16))
+    plain = gain(coarse, False) / gain(fine, False)
+    weighted = gain(coarse, True) / gain(fine, True)
+    assert plain > 4 and 0.5 < weighted < 2, (plain, weighted)
