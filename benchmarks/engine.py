@@ -16,6 +16,7 @@
     python -m benchmarks.engine amp [TASK]     # CPU bf16 autocast against float32 on the test bed
     python -m benchmarks.engine amp-step-times # s/step in float32 and bf16, presets and sizes
     python -m benchmarks.engine optimizer-step-times   # Adam's per-tensor loop vs its fused kernel
+    python -m benchmarks.engine precondition [PRESET]   # the test bed's CT, ramp-preconditioned loss
 
 Each preset runs in its own process so that its peak RSS is its own. The stopping gap replays
 the library's own stopper (``Stopper.replay``: its minimum step and patience) on the variance
@@ -552,14 +553,10 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
     budget is 3000, the recorded traces stop at 1500; and comparisons at equal time), against
     the recorded trace and the scoreboard's best user-runnable baseline (its newest stored
     JSON in ``results/``, named by date)."""
-    from .common import RESULTS
     from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
 
-    boards = sorted(RESULTS.glob("*-scoreboard.json"))
-    if not boards:
-        raise SystemExit(f"no scoreboard in {RESULTS}: run python -m benchmarks.scoreboard first")
-    board = json.loads(boards[-1].read_text())
-    best = {row["image"]: (row["best user-runnable"], row["its psnr"]) for row in board["rows"]}
+    best = {image: (row["best user-runnable"], row["its psnr"])
+            for image, row in _newest_rows("scoreboard").items()}
     rows = []
     for image, scale, loss, variance, psnrs in traces():
         if image.task != task:
@@ -590,6 +587,50 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
                                   "ahead by 1 dB": int((gains > 1).sum())})
 
 
+def _newest_rows(name: str) -> dict[str, dict]:
+    """The rows, by image, of the newest stored ``results/*-{name}.json`` (named by date)."""
+    from .common import RESULTS
+
+    files = sorted(RESULTS.glob(f"*-{name}.json"))
+    if not files:
+        raise SystemExit(f"no {name} results in {RESULTS}: run its benchmark first")
+    return {row["image"]: row for row in json.loads(files[-1].read_text())["rows"]}
+
+
+def precondition(preset: str | None = None) -> None:
+    """Issue 19: the stop test bed's 12 sparse-view CT images (4 scans, 3 noise levels, 128^2)
+    fitted as ``fit`` runs them by default, now with the ramp-preconditioned data term (the
+    shipped stop live, the noise level the task estimates; ``preset`` in place of the task's):
+    the returned PSNR against the plain data term's (the newest ``ct-skip`` results: the same
+    fit with 1500 steps, replayed) and the scoreboard's best user-runnable and oracle-tuned
+    baselines."""
+    from .stopbed import images
+
+    board, plain = _newest_rows("scoreboard"), _newest_rows("ct-skip")
+    rows = []
+    for image in images():
+        if image.task != "ct":
+            continue
+        live = _live(image, **({"generator": preset} if preset else {}))
+        best = board[image.name]
+        rows.append({"image": image.name, "preconditioned": live["psnr"],
+                     "stop": live["stop"], "steps": live["steps"],
+                     "peak before the stop": live["peak"],
+                     "plain (1500 steps)": plain[image.name]["skip"],
+                     "best user-runnable": best["best user-runnable"],
+                     "its psnr": best["its psnr"],
+                     "preconditioned - it": live["psnr"] - best["its psnr"],
+                     "best oracle": best["best oracle"], "oracle psnr": best["oracle psnr"],
+                     "preconditioned - oracle": live["psnr"] - best["oracle psnr"],
+                     "seconds": live["seconds"]})
+        print(rows[-1], flush=True)
+    gains = np.array([r["preconditioned - it"] for r in rows])
+    write_results("ct-precondition" + (f"-{preset}" if preset else ""), rows, list(rows[0]),
+                  {"median vs best user-runnable": float(np.median(gains)),
+                   "worst": float(gains.min()), "ahead": int((gains > 0).sum()),
+                   "ahead by 1 dB": int((gains > 1).sum())})
+
+
 def _live(image, **options) -> dict:
     """A test-bed image fitted as its task's fit runs by default (the shipped rule live, with
     the noise level the task estimates; ``fit``'s step budget): what the user gets, timed."""
@@ -601,6 +642,7 @@ def _live(image, **options) -> dict:
     image_psnr = psnr(res.image.abs(), image.clean.abs()) if res.image.is_complex() else \
         psnr(res.image, image.clean)
     return {"psnr": image_psnr, "stop": res.stop_step, "steps": res.steps_run,
+            "peak": max(res.history["psnr"]),
             "s/step": res.seconds_per_step, "seconds": time.perf_counter() - start}
 
 
@@ -707,4 +749,5 @@ if __name__ == "__main__":
          "refit": lambda: refit(*sys.argv[2:5]),
          "ct-step-times": lambda: ct_step_times(*sys.argv[2:3]),
          "amp": lambda: amp(*sys.argv[2:3]), "amp-step-times": amp_step_times,
-         "optimizer-step-times": optimizer_step_times}[command]()
+         "optimizer-step-times": optimizer_step_times,
+         "precondition": lambda: precondition(*sys.argv[2:3])}[command]()

@@ -185,4 +185,6 @@ if __name__ == "__main__":
         write_results("mri-volume", table, list(table[0]))
     else:
         all_rows = [r for name in chosen for r in case_rows(name)]
-        write_results("mri-raw", all_rows, [], text=summary(all_rows))
+        # a subset of the cases is stored apart, so it never replaces the day's full run
+        name = "mri-raw" if set(chosen) == set(CASES) else "mri-raw-" + "-".join(chosen)
+        write_results(name, all_rows, [], text=summary(all_rows))

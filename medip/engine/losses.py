@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from ..errors import InputError
+from ..operators import LinearOperator
 from ..operators.noise import PhotonCounts
 from .stopping import noise_floor
 
@@ -44,16 +45,56 @@ class Loss:
 
 
 class MSE(Loss):
-    """Mean squared error (Gaussian noise); complex data by their modulus."""
+    """Mean squared error (Gaussian noise); complex data by their modulus. With ``weight`` (an
+    operator on the measurements, e.g. an operator's
+    :meth:`~medip.operators.LinearOperator.preconditioner`) the mean square of the weighted
+    residual ``W (A x - y)``."""
 
     name = "mse"
 
+    def __init__(self, weight: LinearOperator | None = None) -> None:
+        self.weight = weight
+
     def bind(self, scale: float, device: torch.device) -> BoundLoss:
-        return lambda pred, y: (pred - y).abs().square().mean()
+        weight = self.weight
+        if weight is None:
+            return lambda pred, y: (pred - y).abs().square().mean()
+        return lambda pred, y: weight.forward(pred - y).abs().square().mean()
 
     def floor(self, y: torch.Tensor, sigma: float | None, scale: float) -> float | None:
-        """``sigma^2`` over the measured fraction of ``y`` (:func:`noise_floor`), normalised."""
-        return None if sigma is None else noise_floor(y, sigma) / scale ** 2
+        """``sigma^2`` over the measured fraction of ``y`` (:func:`noise_floor`), normalised;
+        with a weight, times the power that the weight leaves of white noise on the measured
+        samples (:func:`weighted_noise_power`)."""
+        if sigma is None:
+            return None
+        if self.weight is None:
+            return noise_floor(y, sigma) / scale ** 2
+        return sigma ** 2 * weighted_noise_power(self.weight, y) / scale ** 2
+
+    def __repr__(self) -> str:
+        return "MSE()" if self.weight is None else f"MSE(weight={self.weight.name})"
+
+
+def weighted_noise_power(weight: LinearOperator, y: torch.Tensor, probes: int = 4,
+                         seed: int = 0) -> float:
+    """``E mean|W n|^2`` for unit white noise ``n`` on the measured (nonzero) samples of ``y``:
+    the mean of ``probes`` seeded draws (for a sinogram of 8000 samples about 1 % apart)."""
+    generator = torch.Generator().manual_seed(seed)
+    measured = (y != 0).cpu()
+    powers = [float(weight.forward((torch.randn(y.shape, dtype=y.dtype, generator=generator)
+                                    * measured).to(y.device)).abs().square().mean())
+              for _ in range(probes)]
+    return sum(powers) / probes
+
+
+def preconditioned(loss: Loss, A: LinearOperator) -> Loss:
+    """The plain mse ``loss`` weighted by ``A``'s preconditioner where ``A`` offers one
+    (:meth:`~medip.operators.LinearOperator.preconditioner`); any other loss as it is (a
+    likelihood, or an mse that already carries its weight, keeps its own)."""
+    if type(loss) is not MSE or loss.weight is not None:
+        return loss
+    weight = A.preconditioner()
+    return loss if weight is None else MSE(weight)
 
 
 class L1(Loss):

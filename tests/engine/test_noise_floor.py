@@ -154,3 +154,23 @@ def test_sinogram_noise_along_the_detectors_and_the_ct_task_carries_it(ct_mu_256
     assert task.problem((slice(0, 1), slice(None), slice(None)), 0).sigma == task.sigma
     with pytest.raises(ValueError, match="at least 3 samples"):
         estimate_sigma_1d(torch.zeros(4, 2))
+
+
+def test_a_weighted_mse_floor_is_the_noise_power_the_weight_leaves(ct_mu_256):
+    from medip.engine.losses import MSE, make_loss, preconditioned
+    from medip.operators import Radon
+
+    radon = Radon((256, 256), 60, pixel_size=0.96)
+    sino = radon(ct_mu_256)
+    sigma = 0.01 * float(sino.max())
+    loss = preconditioned(make_loss("mse"), radon)
+    assert isinstance(loss, MSE) and loss.weight is not None
+    noisy = [gaussian(sino, sigma, seed=seed) for seed in range(8)]
+    bound = loss.bind(2.0, torch.device("cpu"))
+    at_truth = sum(float(bound(sino / 2.0, y / 2.0)) for y in noisy) / len(noisy)
+    assert loss.floor(noisy[0], sigma, 2.0) == pytest.approx(at_truth, rel=0.03)
+    # only a plain mse takes the operator's weight; operators without one keep the plain loss
+    poisson_loss = TransmissionPoisson(torch.ones(3), 10.0)
+    assert preconditioned(poisson_loss, radon) is poisson_loss
+    assert preconditioned(make_loss("l1"), radon).name == "l1"
+    assert preconditioned(make_loss("mse"), Identity()).weight is None

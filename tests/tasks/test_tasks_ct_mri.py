@@ -94,3 +94,17 @@ def test_mri_bad_input_is_one_clear_error(kspace_2coil):
         MRI(kspace_2coil.abs())
     with pytest.raises(ValueError, match="the sampling mask has shape"):
         MRI(kspace_2coil, mask=np.ones((3, 3)))
+
+
+def test_ramp_preconditioned_ct_fits_learn_detail_faster(head_ct):
+    """fit's default data term for Radon is the square-root-ramp weighted residual: at an equal
+    step count it is far ahead of the plain residual, which is still blurred."""
+    from medip.operators import Radon, gaussian
+
+    mu = medip.tasks.hu_to_mu(torch.from_numpy(head_ct.array[:, :, 0].T.copy()))[None, None]
+    radon = Radon((64, 64), 30)
+    sino = radon(mu)
+    y = gaussian(sino, 0.01 * float(sino.max()), seed=0)
+    weighted, plain = (psnr(medip.fit(radon, y, stopper=200, precondition=p).image, mu)
+                       for p in (True, False))
+    assert weighted > plain + 3, (weighted, plain)
