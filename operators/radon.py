@@ -308,7 +308,7 @@ class Radon(LinearOperator):
         operator ``A^T R A``, about a multiple of the identity, where the plain loss's ``A^T A``
         damps each spatial frequency ``w`` by ``1 / |w|``. On the stop test bed's 12 45-view
         CT images a DIP fit with it beat TV with the discrepancy weight on all 12, by a median
-        3.65 dB (benchmarks/results/2026-12-03-vm-ct-precondition.md). Fan beam: the same
+        4.51 dB (benchmarks/results/2026-12-03-vm-ct-precondition-fast.md). Fan beam: the same
         filter on the fan's detector, close enough to precondition."""
         return DetectorFilter.sqrt_ramp(self.out_shape)
 

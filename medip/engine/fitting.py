@@ -148,8 +148,8 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
             (:class:`~medip.operators.Radon`: the square root of the ramp filter), so that fine
             detail is learnt as fast as coarse; the noise floor follows the weight. On the stop
             test bed's 12 45-view CT images the returned image beat TV with the discrepancy
-            weight by +1.1 to +6.4 dB, stopping at steps 272-2367 where the plain fit ran its
-            whole budget (benchmarks/results/2026-12-03-vm-ct-precondition.md); on the real
+            weight by +1.3 to +7.7 dB, stopping at steps 526-2825 where the plain fit ran its
+            whole budget (benchmarks/results/2026-12-03-vm-ct-precondition-fast.md); on the real
             spiral, +2.4 and +5.5 dB over the plain fit
             (benchmarks/results/2026-12-03-vm-mri-raw-spiral-2x-spiral-4x.md).
 

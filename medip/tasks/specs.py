@@ -52,12 +52,11 @@ DENOISE_SLAB = 3
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
 SUPERRES_LR = 0.02
-# 2D CT fits run the skip preset. On the stop test bed's 12 sparse-view images (45 views, 4 scans,
-# 3 noise levels, 128^2) skip's 1500 steps beat fast's 2250, which take the same time, on all 12
-# (median +0.86 dB; skip costs 1.49x the time per step of fast at 128^2 and 256^2, 1.73x at
-# 512^2), and matched fast's 3000 (median -0.11 dB): benchmarks/results/2026-12-03-vm-ct-skip.md,
-# -ct-fast-x2.5.md and -ct-step-times.md. 3D fits keep fast (TaskSpec.preset_for).
-CT_PRESET = "skip"
+# CT's fits run the default preset (fast). With the plain residual, skip had won at equal time
+# (benchmarks/results/2026-12-03-vm-ct-skip.md); with the ramp-weighted residual that fit runs
+# now (Radon.preconditioner), fast returned more on 11 of the stop test bed's 12 sparse-view
+# images (median +0.76 dB, -0.28 to +1.35) in 1.06x the total time, the shipped stop live:
+# benchmarks/results/2026-12-03-vm-ct-precondition-fast.md against -ct-precondition.md.
 
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
@@ -69,8 +68,7 @@ SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
              options=("factor", "kernel"), lr=SUPERRES_LR, residual=True, noise_free=True),
     TaskSpec("ct", "reconstruct CT slices from sinograms (+ JSON geometry) or --simulate-from a "
              "CT scan", "sinogram stack (.npy/.tif, (slices,) angles, detectors)",
-             options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True,
-             preset=CT_PRESET),
+             options=("geometry", "simulate_from", "angles", "photons"), fixed_axis=True),
     TaskSpec("mri", "reconstruct MRI from multi-coil raw data (ISMRMRD, TWIX, fastMRI HDF5, "
              "npy; Cartesian or non-Cartesian; all slices)",
              "raw data: ISMRMRD .h5/.mrd, Siemens TWIX .dat, fastMRI .h5 (slices, coils, H, W), "
