@@ -54,6 +54,14 @@ def write_results(name: str | None, rows: list[dict], columns: list[str], summar
     return path
 
 
+def newest_rows(name: str) -> dict[str, dict]:
+    """The rows, by image, of the newest stored ``results/*-{name}.json`` (named by date)."""
+    files = sorted(RESULTS.glob(f"*-{name}.json"))
+    if not files:
+        raise SystemExit(f"no {name} results in {RESULTS}: run its benchmark first")
+    return {row["image"]: row for row in json.loads(files[-1].read_text())["rows"]}
+
+
 def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
     """Rows as Markdown table lines; floats to 4 significant digits, missing cells empty."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]

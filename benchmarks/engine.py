@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from .cases import SAMPLE, ct_slice, sigma_of
-from .common import peak_rss_mb, write_results
+from .common import newest_rows, peak_rss_mb, write_results
 
 import medip
 from medip.engine.fitting import stop_rule
@@ -556,7 +556,7 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
     from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
 
     best = {image: (row["best user-runnable"], row["its psnr"])
-            for image, row in _newest_rows("scoreboard").items()}
+            for image, row in newest_rows("scoreboard").items()}
     rows = []
     for image, scale, loss, variance, psnrs in traces():
         if image.task != task:
@@ -587,16 +587,6 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
                                   "ahead by 1 dB": int((gains > 1).sum())})
 
 
-def _newest_rows(name: str) -> dict[str, dict]:
-    """The rows, by image, of the newest stored ``results/*-{name}.json`` (named by date)."""
-    from .common import RESULTS
-
-    files = sorted(RESULTS.glob(f"*-{name}.json"))
-    if not files:
-        raise SystemExit(f"no {name} results in {RESULTS}: run its benchmark first")
-    return {row["image"]: row for row in json.loads(files[-1].read_text())["rows"]}
-
-
 def precondition(preset: str | None = None) -> None:
     """Issue 19: the stop test bed's 12 sparse-view CT images (4 scans, 3 noise levels, 128^2)
     fitted as ``fit`` runs them by default, now with the ramp-preconditioned data term (the
@@ -606,7 +596,7 @@ def precondition(preset: str | None = None) -> None:
     baselines."""
     from .stopbed import images
 
-    board, plain = _newest_rows("scoreboard"), _newest_rows("ct-skip")
+    board, plain = newest_rows("scoreboard"), newest_rows("ct-skip")
     rows = []
     for image in images():
         if image.task != "ct":

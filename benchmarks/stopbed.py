@@ -1,6 +1,6 @@
 """The stopping test bed (issue 19): 40 images from 4 real scans, 4 tasks, 3 noise levels.
 
-    python -m benchmarks.stopbed record [STEPS]   # one long fit per image, traces to results/
+    python -m benchmarks.stopbed record [STEPS [TASK]]   # one long fit per image (or TASK's), traces
     python -m benchmarks.stopbed report           # the gap of each stop rule, from the traces
 
 Each image is a 128x128 slice (area-resampled) of one of four real scans in ``../shared/data``
@@ -17,6 +17,7 @@ replayed with the library's own code (:meth:`Stopper.replay`,
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import time
@@ -112,21 +113,28 @@ def images() -> list[Image]:
     return out
 
 
-def record(steps: int) -> None:
-    """Fit every image once for ``steps`` steps; save the traces."""
+def record(steps: int, task: str | None = None) -> None:
+    """Fit every image once for ``steps`` steps (or only ``task``'s images, keeping the stored
+    traces of the others); save the traces."""
+    kept = _stored() if task else {}
     traces: dict[str, np.ndarray] = {}
     meta = []
     for image in images():
+        key = f"{len(meta):02d}"
+        if task and image.task != task:
+            traces[key], info = kept[key]
+            meta.append(info)
+            continue
         options = fit_defaults(image.task)
         min_steps = minimum_stop_step(bool(options.get("residual")), 3000)
         start = time.perf_counter()
         res = medip.fit(image.operator, image.y, stopper=WindowedVariance(patience=NEVER,
                         min_steps=min_steps), max_steps=steps, reference=image.clean, **options)
-        key = f"{len(meta):02d}"
         traces[key] = np.stack([res.history["loss"], res.history["variance"],
                                 res.history["psnr"]])
         meta.append({"key": key, "name": image.name, "task": image.task, "sigma": image.sigma,
                      "scale": res.scale, "seconds": time.perf_counter() - start,
+                     "recorded": str(datetime.date.today()),
                      "input_psnr": psnr(image.operator.pinv(image.y).abs()
                                         if image.y.is_complex() else image.operator.pinv(image.y),
                                         image.clean.abs())})
@@ -136,10 +144,16 @@ def record(steps: int) -> None:
     np.savez_compressed(TRACES, meta=json.dumps(meta), **traces)
 
 
+def _stored() -> dict[str, tuple[np.ndarray, dict]]:
+    """The stored traces and their facts, by key."""
+    data = np.load(TRACES)
+    return {info["key"]: (data[info["key"]], info) for info in json.loads(str(data["meta"]))}
+
+
 if __name__ == "__main__":
     command = sys.argv[1] if len(sys.argv) > 1 else "report"
     if command == "record":
-        record(int(sys.argv[2]) if len(sys.argv) > 2 else 1500)
+        record(int(sys.argv[2]) if len(sys.argv) > 2 else 1500, *sys.argv[3:4])
     elif command == "report":
         from .stopbed_report import report
         report()

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import numpy as np
 from medip.engine.fitting import minimum_stop_step, stop_rule
+from medip.engine.losses import make_loss, preconditioned
 from medip.engine.stopping import WindowedVariance, discrepancy_step
 from medip.operators import estimate_sigma, estimate_sigma_1d
 from medip.tasks.mri import kspace_noise_level
@@ -47,9 +48,12 @@ def estimated_sigma(image) -> float:
 
 def shipped_rule(image, scale: float, sigma: float | None = None) -> WindowedVariance:
     """The rule ``fit`` runs on a test-bed image: the windowed variance with its minimum step,
-    after the noise floor of ``sigma`` (default: the level the task estimates)."""
+    after the noise floor of ``sigma`` (default: the level the task estimates) that ``fit``'s
+    data term leaves (the residual weighted by the operator's preconditioner, as ``fit`` runs
+    it; the traces are recorded so)."""
     sigma = estimated_sigma(image) if sigma is None else sigma
-    return stop_rule("auto", 2, measured=image.y, noise_level=sigma, scale=scale)
+    return stop_rule("auto", 2, loss=preconditioned(make_loss("mse"), image.operator),
+                     measured=image.y, noise_level=sigma, scale=scale)
 
 
 def returned_psnr(psnrs: np.ndarray, step: int) -> float:
