@@ -125,7 +125,7 @@ def test_inpaint_superres_ct_mri_commands(tmp_path, sample_dir):
         tmp_path / "ct", "--format", "dicom", *FAST)
     assert len(list((tmp_path / "ct").iterdir())) == 5
     ct_record = json.loads((tmp_path / "ct.medip.json").read_text())
-    assert ct_record["options"]["preset"] == "skip"  # the CT task's preset for its 2D fits
+    assert ct_record["options"]["preset"] == medip.defaults.PRESET  # the preset run, recorded
     ok("mri", sample_dir / "mr_kspace_gre_2coil.npy", "--acceleration", "4", "-o",
         tmp_path / "mri.nii.gz", "--ensemble", "2", *FAST)
     assert medip.load(tmp_path / "mri.nii.gz").shape == (160, 160, 1)
