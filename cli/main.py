@@ -84,9 +84,7 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
                    f"seed+N-1) and average: N times the time, steadier and on average better "
                    f"(default {defaults.ENSEMBLE})")
     g.add_argument("--preset", help=f"generator: {', '.join(defaults.PRESET_NAMES)} (default "
-                   f"{defaults.PRESET}" + "".join(f"; {s.name} in slices mode: {s.preset}"
-                                                  for s in specs if s.preset != defaults.PRESET)
-                   + ")")
+                   f"{defaults.PRESET})")
     g.add_argument("--max-steps", type=int, help=f"step budget per cold fit (default "
                    f"{defaults.MAX_STEPS})")
     g.add_argument("--warm-steps", type=int, help=f"budget of warm-started slices and patches "

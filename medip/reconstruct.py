@@ -116,8 +116,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     :class:`~medip.io.KSpace` (or a complex ``(coils, H, W)`` tensor) for ``mri``.
 
     ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults`, the
-    ``generator`` preset to the task's for the mode (:meth:`medip.tasks.TaskSpec.preset_for`:
-    ``skip`` for CT's 2D fits, else ``fast``). ``axis``
+    ``generator`` preset to :data:`medip.defaults.PRESET`. ``axis``
     (``slices`` mode): the scan axis to walk (default 2); stacks of 2D measurements walk their
     slices. ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring
     slices as channels and each slice is the mean of the fits that saw it (default: the task's
@@ -165,7 +164,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     dev = pick_device(device)
     fit_options = fit_defaults(bound)
     residual = fit_options["residual"] if residual is None else residual
-    generator = generator or spec.preset_for(mode)
+    generator = generator or defaults.PRESET
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, amp=amp and method == "dip",
                    scale=None if residual else bound.scale(),

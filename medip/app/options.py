@@ -22,7 +22,7 @@ class JobOptions:
 
     task: str = "denoise"
     mode: str = defaults.MODE
-    preset: str | None = None  # None: the task's for the mode (TaskSpec.preset_for)
+    preset: str | None = None  # None: medip.defaults.PRESET
     max_steps: int = defaults.MAX_STEPS
     warm_steps: int | None = None
     slab: int | None = None
@@ -77,8 +77,8 @@ class JobOptions:
         return int(self.stopper) if str(self.stopper).isdigit() else self.stopper
 
     def generator(self) -> str:
-        """The given ``preset``, else the task's for the job's mode (its spec)."""
-        return self.preset or spec_of(self.task).preset_for(self.mode)
+        """The given ``preset``, else :data:`medip.defaults.PRESET`."""
+        return self.preset or defaults.PRESET
 
     def learning_rate(self) -> float:
         """The given ``lr``, else the task's default (its spec)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import defaults
 from ..errors import InputError
 from ..operators import LinearOperator
 from .base import Task
@@ -44,12 +45,11 @@ def make_task(task: str | Task | LinearOperator, measurement: Any, **options: An
 
 def fit_defaults(task: str | Task | LinearOperator) -> dict:
     """The options a task's 2D fits work best with (``lr``, ``residual``, ``generator``), from
-    its spec; operators fit the image from scratch like denoising. 3D fits take
-    ``spec.preset_for("3d")`` as their generator."""
+    its spec; operators fit the image from scratch like denoising."""
     if isinstance(task, Task):
         spec = task.spec
     elif isinstance(task, LinearOperator):
         spec = SPECS["operator"]
     else:
         spec = spec_of(task)
-    return {"lr": spec.lr, "residual": spec.residual, "generator": spec.preset_for("slices")}
+    return {"lr": spec.lr, "residual": spec.residual, "generator": defaults.PRESET}

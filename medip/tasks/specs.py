@@ -19,8 +19,8 @@ class TaskSpec:
     operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
     ``modes``: the volume strategies it supports; ``lr``/``residual``: the fit defaults the
     benchmarks chose; ``slab``: slices per fit in ``slices`` mode; ``noise_free``: whether its
-    measurements can be exact (``noise_free=True`` accepted); ``preset``: the generator preset of
-    its 2D fits (:meth:`preset_for`).
+    measurements can be exact (``noise_free=True`` accepted). Every task's fits run the
+    generator preset :data:`medip.defaults.PRESET`.
     """
 
     name: str
@@ -35,13 +35,6 @@ class TaskSpec:
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
     methods: tuple[str, ...] = ("dip",)  # reconstruction methods offered (medip.defaults.METHODS)
-    preset: str = defaults.PRESET
-
-    def preset_for(self, mode: str) -> str:
-        """The generator preset of this task's fits in volume ``mode``: the task's own for the
-        2D fits of ``slices`` mode, :data:`medip.defaults.PRESET` for the 3D fits of ``3d`` and
-        ``patches`` (where ``skip`` costs about 6x the time of ``fast`` per step)."""
-        return self.preset if mode == "slices" else defaults.PRESET
 
 
 _SCAN = "scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
