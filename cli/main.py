@@ -93,6 +93,9 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
                    "step count N")
     g.add_argument("--lr", type=float, help="Adam learning rate (default: the task's, " + ", ".join(
         f"{s.name} {s.lr:g}" for s in specs) + ")")
+    g.add_argument("--tv", type=float, help="strength of the total-variation prior, weighted by "
+                   "the estimated noise level; 0 turns it off (default: the task's, " + ", ".join(
+                       f"{s.name} {s.tv:g}" for s in specs) + ")")
     g.add_argument("--mode", choices=modes, help=f"volume strategy (default {defaults.MODE})")
     if any(not s.fixed_axis for s in specs):
         g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")

@@ -97,7 +97,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        overlap: int = defaults.OVERLAP, generator: str | None = None,
                        stopper: str | int = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
                        warm_steps: int | None = None, lr: float | None = None,
-                       residual: bool | None = None, noise_free: bool | None = None,
+                       residual: bool | None = None, tv: float | None = None,
+                       noise_free: bool | None = None,
                        seed: int = defaults.SEED, ensemble: int = defaults.ENSEMBLE,
                        device: str = defaults.DEVICE, threads: int | None = None,
                        amp: bool = False, progress: bool | None = None,
@@ -115,7 +116,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     restoration tasks, a :class:`~medip.io.Sinogram` stack for ``ct`` and
     :class:`~medip.io.KSpace` (or a complex ``(coils, H, W)`` tensor) for ``mri``.
 
-    ``residual`` and ``lr`` default to the task's :func:`medip.tasks.fit_defaults`, the
+    ``residual``, ``lr`` and ``tv`` (the total-variation prior's strength, see
+    :func:`medip.fit`; it needs the noise level the task estimates) default to the task's
+    :func:`medip.tasks.fit_defaults`, the
     ``generator`` preset to :data:`medip.defaults.PRESET`. ``axis``
     (``slices`` mode): the scan axis to walk (default 2); stacks of 2D measurements walk their
     slices. ``slab`` (``slices`` mode, voxel-wise tasks): each fit sees that many neighbouring
@@ -164,11 +167,15 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     dev = pick_device(device)
     fit_options = fit_defaults(bound)
     residual = fit_options["residual"] if residual is None else residual
+    tv = fit_options["tv"] if tv is None else tv
+    if tv and bound.sigma is None and method == "dip":
+        raise InputError(f"tv={tv:g}: the TV prior is weighted by the noise level, which "
+                         f"{spec.name!r} does not estimate; leave tv at 0")
     generator = generator or defaults.PRESET
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, amp=amp and method == "dip",
                    scale=None if residual else bound.scale(),
-                   residual=residual, noise_free=noise_free, method=method)
+                   residual=residual, tv=tv, noise_free=noise_free, method=method)
     if bound.sigma is not None and method == "dip" and not noise_free:
         log.info("%s: noise level %.4g per measured sample (the task's estimate); each fit's "
                  "stop waits for the loss it leaves", spec.name, bound.sigma)
@@ -244,11 +251,11 @@ def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, o
     if options.get("method", "dip") != "dip":
         return solve(options["method"], problem.A, problem.y, problem.sigma)
     options = {**options, "loss": problem.loss, "reference": reference, "callbacks": callbacks,
-               "keep_generator": True}
+               "keep_generator": True, "noise_level": problem.sigma}
     options.pop("method", None)
     if state is None:
         return fit(problem.A, problem.y, stopper=budget.stopper, max_steps=budget.max_steps,
-                   noise_level=problem.sigma, **options)
+                   **options)
     gen = build_generator(options["generator"], problem.image_shape, channels,
                           seed=options["seed"])
     gen.load_state_dict(state)

@@ -16,6 +16,7 @@ from ..engine.progress import ProgressBar
 from ..io.atomic import atomic_write
 from ..io.preview import window_to_uint8
 from ..operators import Identity, estimate_sigma, gaussian
+from ..tasks import fit_defaults
 from .provenance import versions
 from .report import plot_history
 
@@ -62,10 +63,11 @@ def run_demo(output: str | Path = "medip-demo", data: str | Path | None = None, 
     noisy = gaussian(clean, sigma, seed=seed)
     bar = ProgressBar(max_steps, "denoising", progress)
     # as the denoise task does: the noise level, estimated from the noisy slice alone, sets the
-    # floor the stop waits for; the clean slice only adds PSNR/SSIM to the history (the plot)
+    # floor the stop waits for and the TV prior's weight (the task's fit defaults); the clean
+    # slice only adds PSNR/SSIM to the history (the plot)
     estimated = estimate_sigma(noisy)
     result = fit(Identity(), noisy, seed=seed, max_steps=max_steps, callbacks=[bar], reference=clean,
-                 threads=DEMO_THREADS, noise_level=estimated)
+                 threads=DEMO_THREADS, noise_level=estimated, **fit_defaults("denoise"))
     bar.close()
     out = Path(output)
     report = {

@@ -28,6 +28,7 @@ class JobOptions:
     slab: int | None = None
     stopper: str = defaults.STOPPER
     lr: float | None = None
+    tv: float | None = None  # None: the task's (TaskSpec.tv)
     seed: int = defaults.SEED
     ensemble: int = defaults.ENSEMBLE
     device: str = defaults.DEVICE
@@ -83,6 +84,10 @@ class JobOptions:
     def learning_rate(self) -> float:
         """The given ``lr``, else the task's default (its spec)."""
         return self.lr if self.lr is not None else spec_of(self.task).lr
+
+    def tv_strength(self) -> float:
+        """The given ``tv``, else the task's default (its spec)."""
+        return self.tv if self.tv is not None else spec_of(self.task).tv
 
 
 def option_names() -> set[str]:

@@ -79,7 +79,7 @@ def robust_scale(x: torch.Tensor, quantile: float = 0.995, max_samples: int = 1 
 
 
 def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defaults.PRESET,
-        loss: str | Loss = "mse", tv_weight: float = 0.0,
+        loss: str | Loss = "mse", tv: float = 0.0,
         stopper: str | int | Stopper = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
         lr: float = 1e-2, reg_noise: float | None = None, seed: int = defaults.SEED,
         device: str | torch.device = defaults.DEVICE, reference: torch.Tensor | None = None,
@@ -97,7 +97,11 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         loss: ``"mse"``, ``"l1"`` or a :class:`medip.engine.losses.Loss` object, e.g.
             ``TransmissionPoisson.of(counts)``, the photon counts' likelihood (slow to fit from
             a cold start; low-dose CT fits the log sinogram with mse, as the CT task does).
-        tv_weight: weight of a total-variation penalty on the normalised image.
+        tv: strength of a total-variation prior (needs ``noise_level``): the objective adds
+            ``tv * (noise_level / scale)^2`` times the normalised image's total variation, the
+            maximum-a-posteriori weight of a TV prior under Gaussian noise, so that one value
+            holds at every noise level (the penalty fades as the noise does). Denoising's
+            default (:data:`medip.tasks.specs.DENOISE_TV`) cites its measurement.
         stopper: ``"auto"`` (ES-WMV in 2D, ES-EMV in 3D), ``"wmv"``, ``"emv"``, a fixed step
             count, or a :class:`medip.engine.stopping.Stopper`.
         max_steps: hard limit on steps.
@@ -169,6 +173,11 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         raise InputError(f"scale must be a positive finite number, got {scale}")
     if noise_level is not None and not (math.isfinite(noise_level) and noise_level >= 0):
         raise InputError(f"noise_level must be a finite number >= 0, got {noise_level}")
+    if not (math.isfinite(tv) and tv >= 0):
+        raise InputError(f"tv must be a finite number >= 0, got {tv}")
+    if tv and noise_level is None:
+        raise InputError("tv > 0 weighs the TV prior by the noise level: pass noise_level "
+                         "(the tasks pass their estimate), or tv=0")
     loss.floor(y, noise_level, 1.0)  # a loss that cannot take a noise level says so now
     if reg_noise is None:
         reg_noise = 0.0 if noise_free else REG_NOISE
@@ -184,7 +193,7 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
     with cpu_threads(threads):
         members: list[Result] = []
         for member_seed in seeds:
-            members.append(_run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr,
+            members.append(_run(A, y, loss, dev, generator, tv, stopper, max_steps, lr,
                                 reg_noise, member_seed, reference, callbacks, amp,
                                 keep_generator, scale, residual, noise_free, noise_level))
             if members[-1].interrupted:
@@ -192,7 +201,7 @@ def fit(A: LinearOperator, y: torch.Tensor, *, generator: str | nn.Module = defa
         return members[0] if ensemble == 1 else average_results(members)
 
 
-def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_noise, seed,
+def _run(A, y, loss, dev, generator, tv, stopper, max_steps, lr, reg_noise, seed,
          reference, callbacks, amp, keep_generator, scale, residual, noise_free, noise_level
          ) -> Result:
     start = time.perf_counter()
@@ -208,6 +217,7 @@ def _run(A, y, loss, dev, generator, tv_weight, stopper, max_steps, lr, reg_nois
     is_complex = x0.is_complex()
     scale = scale or robust_scale(x0)
     y_n = y / scale
+    tv_weight = tv * (noise_level / scale) ** 2 if tv else 0.0
     spatial = tuple(x0.shape[2:])
     channels = x0.shape[1] * (2 if is_complex else 1)
     gen = build_generator(generator, spatial, channels, batch=x0.shape[0], seed=seed).to(dev)

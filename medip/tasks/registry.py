@@ -44,12 +44,12 @@ def make_task(task: str | Task | LinearOperator, measurement: Any, **options: An
 
 
 def fit_defaults(task: str | Task | LinearOperator) -> dict:
-    """The options a task's 2D fits work best with (``lr``, ``residual``, ``generator``), from
-    its spec; operators fit the image from scratch like denoising."""
+    """The options a task's 2D fits work best with (``lr``, ``residual``, ``tv``,
+    ``generator``), from its spec; operators fit the image from scratch like denoising."""
     if isinstance(task, Task):
         spec = task.spec
     elif isinstance(task, LinearOperator):
         spec = SPECS["operator"]
     else:
         spec = spec_of(task)
-    return {"lr": spec.lr, "residual": spec.residual, "generator": defaults.PRESET}
+    return {"lr": spec.lr, "residual": spec.residual, "tv": spec.tv, "generator": defaults.PRESET}

@@ -17,10 +17,11 @@ class TaskSpec:
 
     ``options``: the task's own options (beyond the driver's shared ones); ``voxelwise``: its
     operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
-    ``modes``: the volume strategies it supports; ``lr``/``residual``: the fit defaults the
-    benchmarks chose; ``slab``: slices per fit in ``slices`` mode; ``noise_free``: whether its
-    measurements can be exact (``noise_free=True`` accepted). Every task's fits run the
-    generator preset :data:`medip.defaults.PRESET`.
+    ``modes``: the volume strategies it supports; ``lr``/``residual``/``tv``: the fit defaults
+    the benchmarks chose (``tv``: :func:`medip.fit`'s total-variation prior); ``slab``: slices
+    per fit in ``slices`` mode; ``noise_free``: whether its measurements can be exact
+    (``noise_free=True`` accepted). Every task's fits run the generator preset
+    :data:`medip.defaults.PRESET`.
     """
 
     name: str
@@ -31,6 +32,7 @@ class TaskSpec:
     modes: tuple[str, ...] = ("slices", "3d")
     lr: float = 0.01
     residual: bool = False
+    tv: float = 0.0
     slab: int = 1
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
@@ -42,6 +44,12 @@ _SCAN = "scan (DICOM folder/file, NIfTI, NRRD, npy, PNG/TIFF)"
 # Denoising slab: on 25 slices of the 2 mm T1 brain (noise 25/255 of the range) 3 slices per fit
 # gave +1.2 dB over 1 in the same time, 5 gave +0.6 dB (benchmarks/results/2026-11-23-vm.md).
 DENOISE_SLAB = 3
+# Denoising's TV prior (fit(tv=)): its weight follows the noise power, so one strength serves
+# every noise level. On the stop test bed's 12 images (4 scans, noise 10/25/50 of 255), the stop
+# live, it raised what the default returns by a median +0.33 dB (-0.34 to +1.62: gains at 25 and
+# 50/255, small losses at 10/255), stopping 1.3-2.9x as many steps in at 25 and 50/255
+# (benchmarks/results/2026-12-03-vm-denoise-tv.md); the 256^2 demo went from 31.21 to 33.14 dB.
+DENOISE_TV = 4.0
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
 SUPERRES_LR = 0.02
@@ -53,7 +61,7 @@ SUPERRES_LR = 0.02
 
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
-             modes=("slices", "3d", "patches"), slab=DENOISE_SLAB),
+             modes=("slices", "3d", "patches"), slab=DENOISE_SLAB, tv=DENOISE_TV),
     TaskSpec("inpaint", "fill unknown voxels (--mask FILE: nonzero = known)", _SCAN,
              options=("mask",), voxelwise=True, modes=("slices", "3d", "patches"),
              noise_free=True),

@@ -8,6 +8,7 @@ import torch
 import medip
 from medip.engine import estimate
 from medip.engine.metrics import psnr
+from medip.errors import InputError
 from medip.reconstruct import _ramp, _starts, reconstruct_volume
 from medip.tasks import fit_defaults, make_task, upsampled_affine
 
@@ -136,8 +137,9 @@ class _FitCalled(Exception):
     """Raised by the fit spy once it has seen the options."""
 
 
-@pytest.mark.parametrize("task, lr, residual", [("superres", 0.02, True), ("denoise", 0.01, False)])
-def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual):
+@pytest.mark.parametrize("task, lr, residual, tv", [("superres", 0.02, True, 0.0),
+                                                   ("denoise", 0.01, False, 4.0)])
+def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual, tv):
     from medip.app.options import JobOptions
     seen = {}
 
@@ -149,9 +151,16 @@ def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, l
     small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
     with pytest.raises(_FitCalled):
         reconstruct_volume(small, task, max_steps=2, progress=False)
-    assert (seen["lr"], seen["residual"]) == (lr, residual)
+    assert (seen["lr"], seen["residual"], seen["tv"]) == (lr, residual, tv)
     assert JobOptions(task=task).learning_rate() == lr
+    assert JobOptions(task=task).tv_strength() == tv == fit_defaults(task)["tv"]
     assert seen["generator"] == JobOptions(task=task).generator() == fit_defaults(task)["generator"]
+
+
+def test_tv_prior_needs_a_task_that_estimates_its_noise(brain):
+    small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
+    with pytest.raises(InputError, match="'superres' does not estimate"):
+        reconstruct_volume(small, "superres", tv=1.0, max_steps=2, progress=False)
 
 
 def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
