@@ -553,7 +553,8 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
     budget is 3000, the recorded traces stop at 1500; and comparisons at equal time), against
     the recorded trace and the scoreboard's best user-runnable baseline (its newest stored
     JSON in ``results/``, named by date)."""
-    from .stopbed_report import MIN_STEPS, estimated_sigma, returned_psnr, shipped_rule, traces
+    from .stopbed import estimated_sigma
+    from .stopbed_report import MIN_STEPS, returned_psnr, shipped_rule, traces
 
     best = {image: (row["best user-runnable"], row["its psnr"])
             for image, row in newest_rows("scoreboard").items()}
@@ -564,7 +565,8 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
         steps = round(float(budget) * len(psnrs))
         res = medip.fit(image.operator, image.y, max_steps=steps,
                         stopper=WindowedVariance(patience=NEVER, min_steps=MIN_STEPS),
-                        reference=image.clean, **{**fit_defaults(task), "generator": preset})
+                        reference=image.clean, noise_level=estimated_sigma(image),
+                        **{**fit_defaults(task), "generator": preset})
         curve, history = np.array(res.history["psnr"]), res.history
         sigma = estimated_sigma(image)
         rule = shipped_rule(image, res.scale, sigma)
@@ -621,10 +623,48 @@ def precondition(preset: str | None = None) -> None:
                    "ahead by 1 dB": int((gains > 1).sum())})
 
 
+def tv_prior(task: str = "denoise") -> None:
+    """Issue 19: the stop test bed's 12 ``task`` images (4 scans, noise 10/25/50 of 255,
+    128^2) fitted as ``fit`` runs them by default, now with the noise-weighted TV prior (the
+    shipped stop live, the noise level the task estimates), against the same fit without it
+    (the newest ``{task}-fast-x2`` results: the shipped rule replayed on a 3000-step trace, the
+    image the 3000-step default returns; its stop step replayed on the recorded trace) and the
+    scoreboard's best user-runnable and oracle-tuned baselines (BM3D for denoising)."""
+    from .stopbed import images
+    from .stopbed_report import shipped_rule, traces
+
+    board, plain = newest_rows("scoreboard"), newest_rows(f"{task}-fast-x2")
+    plain_stops = {image.name: shipped_rule(image, scale).replay(variance, loss)
+                   for image, scale, loss, variance, _ in traces() if image.task == task}
+    rows = []
+    for image in images():
+        if image.task != task:
+            continue
+        live, best = _live(image), board[image.name]
+        without = plain[image.name]["fast at 3000"]
+        rows.append({"image": image.name, "tv": fit_defaults(task)["tv"],
+                     "with prior": live["psnr"], "stop": live["stop"],
+                     "peak before the stop": live["peak"], "without (3000-step default)": without,
+                     "without: stop (1500-step trace)": plain_stops[image.name],
+                     "prior - without": live["psnr"] - without,
+                     "best user-runnable": best["best user-runnable"], "its psnr": best["its psnr"],
+                     "prior - it": live["psnr"] - best["its psnr"],
+                     "oracle psnr": best["oracle psnr"],
+                     "prior - oracle": live["psnr"] - best["oracle psnr"],
+                     "seconds": live["seconds"], "s/step": live["s/step"]})
+        print(rows[-1], flush=True)
+    gains, wins = (np.array([r[k] for r in rows]) for k in ("prior - without", "prior - it"))
+    write_results(f"{task}-tv", rows, list(rows[0]),
+                  {"median prior - without": float(np.median(gains)), "worst": float(gains.min()),
+                   "median vs best user-runnable": float(np.median(wins)),
+                   "worst vs best user-runnable": float(wins.min()),
+                   "ahead": int((wins > 0).sum())})
+
+
 def _live(image, **options) -> dict:
     """A test-bed image fitted as its task's fit runs by default (the shipped rule live, with
     the noise level the task estimates; ``fit``'s step budget): what the user gets, timed."""
-    from .stopbed_report import estimated_sigma
+    from .stopbed import estimated_sigma
 
     start = time.perf_counter()
     res = medip.fit(image.operator, image.y, reference=image.clean,
@@ -740,4 +780,5 @@ if __name__ == "__main__":
          "ct-step-times": lambda: ct_step_times(*sys.argv[2:3]),
          "amp": lambda: amp(*sys.argv[2:3]), "amp-step-times": amp_step_times,
          "optimizer-step-times": optimizer_step_times,
-         "precondition": lambda: precondition(*sys.argv[2:3])}[command]()
+         "precondition": lambda: precondition(*sys.argv[2:3]),
+         "tv": lambda: tv_prior(*sys.argv[2:3])}[command]()

@@ -35,7 +35,8 @@ from medip.engine.metrics import psnr
 from .cases import _skimage, denoising_baselines
 from .common import markdown_table, newest_rows, write_results
 from .stopbed import Image
-from .stopbed_report import estimated_sigma, returned_psnr, shipped_rule, traces
+from .stopbed import estimated_sigma
+from .stopbed_report import returned_psnr, shipped_rule, traces
 
 #: PDHG / FISTA iterations of every regularised solve here (the issue's TV-CT baseline: 400).
 ITERATIONS = 400

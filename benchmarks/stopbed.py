@@ -33,8 +33,9 @@ from medip.engine.fitting import minimum_stop_step
 from medip.engine.metrics import psnr
 from medip.engine.stopping import WindowedVariance
 from medip.operators import Fourier, Identity, LinearOperator, Mask, Radon, cartesian_mask
-from medip.operators import random_pixel_mask
+from medip.operators import estimate_sigma, estimate_sigma_1d, random_pixel_mask
 from medip.tasks import fit_defaults
+from medip.tasks.mri import kspace_noise_level
 
 from .common import RESULTS
 
@@ -91,6 +92,17 @@ def _measured(A: LinearOperator, noise: torch.Tensor) -> torch.Tensor:
     return noise * mask if mask is not None else noise
 
 
+def estimated_sigma(image) -> float:
+    """The noise level medip's task estimates from the measurement alone."""
+    if image.task == "denoise":
+        return estimate_sigma(image.y)
+    if image.task == "inpaint":
+        return estimate_sigma(image.y, known=image.operator.mask)
+    if image.task == "ct":
+        return estimate_sigma_1d(image.y)
+    return kspace_noise_level(image.y, None, None)
+
+
 def images() -> list[Image]:
     out = []
     for seed, (scan, load) in enumerate(SCANS.items()):
@@ -129,7 +141,8 @@ def record(steps: int, task: str | None = None) -> None:
         min_steps = minimum_stop_step(bool(options.get("residual")), 3000)
         start = time.perf_counter()
         res = medip.fit(image.operator, image.y, stopper=WindowedVariance(patience=NEVER,
-                        min_steps=min_steps), max_steps=steps, reference=image.clean, **options)
+                        min_steps=min_steps), max_steps=steps, reference=image.clean,
+                        noise_level=estimated_sigma(image), **options)
         traces[key] = np.stack([res.history["loss"], res.history["variance"],
                                 res.history["psnr"]])
         meta.append({"key": key, "name": image.name, "task": image.task, "sigma": image.sigma,

@@ -24,26 +24,13 @@ import numpy as np
 from medip.engine.fitting import minimum_stop_step, stop_rule
 from medip.engine.losses import make_loss, preconditioned
 from medip.engine.stopping import WindowedVariance, discrepancy_step
-from medip.operators import estimate_sigma, estimate_sigma_1d
-from medip.tasks.mri import kspace_noise_level
 
 from .common import markdown_table, write_results
-from .stopbed import TRACES, Image, images
+from .stopbed import TRACES, Image, estimated_sigma, images
 
 
 #: The minimum stop step of the test bed's fits (cold, at ``fit``'s budget of 3000 steps).
 MIN_STEPS = minimum_stop_step(False, 3000)
-
-
-def estimated_sigma(image) -> float:
-    """The noise level medip's task estimates from the measurement alone."""
-    if image.task == "denoise":
-        return estimate_sigma(image.y)
-    if image.task == "inpaint":
-        return estimate_sigma(image.y, known=image.operator.mask)
-    if image.task == "ct":
-        return estimate_sigma_1d(image.y)
-    return kspace_noise_level(image.y, None, None)
 
 
 def shipped_rule(image, scale: float, sigma: float | None = None) -> WindowedVariance:
