@@ -562,13 +562,12 @@ def refit(task: str = "ct", preset: str = medip.defaults.PRESET, budget: str = "
     for image, scale, loss, variance, psnrs in traces():
         if image.task != task:
             continue
-        steps = round(float(budget) * len(psnrs))
+        steps, sigma = round(float(budget) * len(psnrs)), estimated_sigma(image)
         res = medip.fit(image.operator, image.y, max_steps=steps,
                         stopper=WindowedVariance(patience=NEVER, min_steps=MIN_STEPS),
-                        reference=image.clean, noise_level=estimated_sigma(image),
+                        reference=image.clean, noise_level=sigma,
                         **{**fit_defaults(task), "generator": preset})
         curve, history = np.array(res.history["psnr"]), res.history
-        sigma = estimated_sigma(image)
         rule = shipped_rule(image, res.scale, sigma)
         at = {n: returned_psnr(curve[:n], rule.replay(history["variance"][:n],
                                                       history["loss"][:n]))

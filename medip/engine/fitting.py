@@ -314,9 +314,12 @@ def stop_rule(stopper: str | int | Stopper, spatial_dims: int, *, loss: str | Lo
     :func:`~medip.engine.stopping.make_stopper` with the fit's first stop step
     (:func:`minimum_stop_step`) and the noise floor ``loss`` leaves on ``measured`` at
     ``noise_level`` (``scale``: the fit's normalisation, :attr:`Result.scale`; no floor without
-    ``measured``). Public so that a replay on a recorded history (``Stopper.replay``) runs the
+    ``measured``; none either where the rule takes none: a Stopper object, a step count, a
+    noise-free fit). Public so that a replay on a recorded history (``Stopper.replay``) runs the
     very rule a fit would, not a copy of it."""
-    floor = None if measured is None else make_loss(loss).floor(measured, noise_level, scale)
+    takes_floor = isinstance(stopper, str) and not noise_free
+    floor = (make_loss(loss).floor(measured, noise_level, scale)
+             if takes_floor and measured is not None else None)
     return make_stopper(stopper, spatial_dims, minimum_stop_step(residual, max_steps),
                         max_steps if noise_free else None, floor)
 
