@@ -660,6 +660,42 @@ def tv_prior(task: str = "denoise") -> None:
                    "ahead": int((wins > 0).sum())})
 
 
+def detail(task: str = "denoise") -> None:
+    """Issue 19: the stop test bed's 12 ``task`` images fitted as ``fit`` runs them by default
+    (the shipped stop live, the noise level the task estimates), now with the fine-detail weight
+    on the residual (``fit(detail=)``), and in the same run, image after image, without it
+    (``detail=0``, the default before it: the TV prior alone), against the scoreboard's best
+    user-runnable and oracle-tuned baselines (BM3D for denoising)."""
+    from .stopbed import images
+
+    board, rows = newest_rows("scoreboard"), []
+    for image in images():
+        if image.task != task:
+            continue
+        weighted, plain, best = _live(image), _live(image, detail=0.0), board[image.name]
+        rows.append({"image": image.name, "detail": fit_defaults(task)["detail"],
+                     "with detail": weighted["psnr"], "stop": weighted["stop"],
+                     "peak before the stop": weighted["peak"], "seconds": weighted["seconds"],
+                     "without (detail=0)": plain["psnr"], "its stop": plain["stop"],
+                     "its seconds": plain["seconds"],
+                     "detail - without": weighted["psnr"] - plain["psnr"],
+                     "time / without": weighted["seconds"] / plain["seconds"],
+                     "best user-runnable": best["best user-runnable"], "its psnr": best["its psnr"],
+                     "detail - it": weighted["psnr"] - best["its psnr"],
+                     "oracle psnr": best["oracle psnr"],
+                     "detail - oracle": weighted["psnr"] - best["oracle psnr"]})
+        print(rows[-1], flush=True)
+    gains, wins, ratios = (np.array([r[k] for r in rows])
+                           for k in ("detail - without", "detail - it", "time / without"))
+    write_results(f"{task}-detail", rows, list(rows[0]),
+                  {"median detail - without": float(np.median(gains)),
+                   "worst": float(gains.min()), "best": float(gains.max()),
+                   "median vs best user-runnable": float(np.median(wins)),
+                   "worst vs best user-runnable": float(wins.min()),
+                   "ahead": int((wins > 0).sum()),
+                   "median time / without": float(np.median(ratios))})
+
+
 def _live(image, **options) -> dict:
     """A test-bed image fitted as its task's fit runs by default (the shipped rule live, with
     the noise level the task estimates; ``fit``'s step budget): what the user gets, timed."""
@@ -780,4 +816,5 @@ if __name__ == "__main__":
          "amp": lambda: amp(*sys.argv[2:3]), "amp-step-times": amp_step_times,
          "optimizer-step-times": optimizer_step_times,
          "precondition": lambda: precondition(*sys.argv[2:3]),
-         "tv": lambda: tv_prior(*sys.argv[2:3])}[command]()
+         "tv": lambda: tv_prior(*sys.argv[2:3]),
+         "detail": lambda: detail(*sys.argv[2:3])}[command]()

@@ -96,6 +96,10 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
     g.add_argument("--tv", type=float, help="strength of the total-variation prior, weighted by "
                    "the estimated noise level; 0 turns it off (default: the task's, " + ", ".join(
                        f"{s.name} {s.tv:g}" for s in specs) + ")")
+    g.add_argument("--detail", type=float, help="strength of the weight that lets the fit learn "
+                   "fine detail sooner, where the scan's spectrum rises above its estimated noise; "
+                   "0 turns it off (default: the task's, " + ", ".join(
+                       f"{s.name} {s.detail:g}" for s in specs) + ")")
     g.add_argument("--mode", choices=modes, help=f"volume strategy (default {defaults.MODE})")
     if any(not s.fixed_axis for s in specs):
         g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")

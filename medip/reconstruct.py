@@ -98,7 +98,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        stopper: str | int = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
                        warm_steps: int | None = None, lr: float | None = None,
                        residual: bool | None = None, tv: float | None = None,
-                       noise_free: bool | None = None,
+                       detail: float | None = None, noise_free: bool | None = None,
                        seed: int = defaults.SEED, ensemble: int = defaults.ENSEMBLE,
                        device: str = defaults.DEVICE, threads: int | None = None,
                        amp: bool = False, progress: bool | None = None,
@@ -116,8 +116,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     restoration tasks, a :class:`~medip.io.Sinogram` stack for ``ct`` and
     :class:`~medip.io.KSpace` (or a complex ``(coils, H, W)`` tensor) for ``mri``.
 
-    ``residual``, ``lr`` and ``tv`` (the total-variation prior's strength, see
-    :func:`medip.fit`; it needs the noise level the task estimates) default to the task's
+    ``residual``, ``lr``, ``tv`` (the total-variation prior's strength) and ``detail`` (the
+    fine-detail weight's; both see :func:`medip.fit` and need the noise level the task
+    estimates) default to the task's
     :func:`medip.tasks.fit_defaults`, the
     ``generator`` preset to :data:`medip.defaults.PRESET`. ``axis``
     (``slices`` mode): the scan axis to walk (default 2); stacks of 2D measurements walk their
@@ -168,14 +169,16 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     fit_options = fit_defaults(bound)
     residual = fit_options["residual"] if residual is None else residual
     tv = fit_options["tv"] if tv is None else tv
-    if tv and bound.sigma is None and method == "dip":
-        raise InputError(f"tv={tv:g}: the TV prior is weighted by the noise level, which "
-                         f"{spec.name!r} does not estimate; leave tv at 0")
+    detail = fit_options["detail"] if detail is None else detail
+    for name, value in (("tv", tv), ("detail", detail)):
+        if value and bound.sigma is None and method == "dip":
+            raise InputError(f"{name}={value:g} is weighted by the noise level, which "
+                             f"{spec.name!r} does not estimate; leave {name} at 0")
     generator = generator or defaults.PRESET
     options = dict(generator=generator, lr=fit_options["lr"] if lr is None else lr, device=dev,
                    threads=threads, amp=amp and method == "dip",
                    scale=None if residual else bound.scale(),
-                   residual=residual, tv=tv, noise_free=noise_free, method=method)
+                   residual=residual, tv=tv, detail=detail, noise_free=noise_free, method=method)
     if bound.sigma is not None and method == "dip" and not noise_free:
         log.info("%s: noise level %.4g per measured sample (the task's estimate); each fit's "
                  "stop waits for the loss it leaves", spec.name, bound.sigma)

@@ -18,11 +18,12 @@ from .sampling import (SamplingMask, cartesian_mask, radial_mask, random_pixel_m
                     text_mask, variable_density_mask)
 from .radon import FILTERS, Radon
 from .ramp import DetectorFilter
+from .spectral import SpatialFilter, frequency_radius
 from .trajectories import golden_angle_radial, keep_shots, variable_density_spiral
 
 __all__ = [
     "LinearOperator", "Identity", "Diagonal", "Mask", "Downsample", "KERNELS", "Radon", "FILTERS",
-    "DetectorFilter", "Fourier",
+    "DetectorFilter", "SpatialFilter", "frequency_radius", "Fourier",
     "centered_fft", "centered_ifft", "complex_to_channels", "channels_to_complex",
     "root_sum_of_squares", "CoilMaps", "acs_lines", "estimate_sensitivities", "SamplingMask",
     "cartesian_mask", "variable_density_mask", "radial_mask", "random_pixel_mask",

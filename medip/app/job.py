@@ -86,7 +86,7 @@ def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
         task, mode=options.mode, axis=options.axis, slab=options.slab, patch=options.patch,
         generator=options.generator(), stopper=options.stopper_value(), max_steps=options.max_steps,
         warm_steps=options.warm_steps, lr=options.learning_rate(), tv=options.tv_strength(),
-        noise_free=options.noise_free,
+        detail=options.detail_strength(), noise_free=options.noise_free,
         seed=options.seed, ensemble=options.ensemble, device=options.device,
         threads=options.threads, amp=options.amp, progress=options.progress,
         reference=reference, method=options.method)
@@ -119,7 +119,7 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         "command": command_line if command_line is not None else sys.argv,
         "input": str(source), "output": str(output),
         "options": {**asdict(options), "preset": result.generator,
-                    "tv": options.tv_strength()},
+                    "tv": options.tv_strength(), "detail": options.detail_strength()},
         "versions": versions(), "device": result.device, "seed": options.seed,
         "threads": fit_threads(options.threads),
         "noise_free": result.noise_free,

@@ -29,6 +29,7 @@ class JobOptions:
     stopper: str = defaults.STOPPER
     lr: float | None = None
     tv: float | None = None  # None: the task's (TaskSpec.tv)
+    detail: float | None = None  # None: the task's (TaskSpec.detail)
     seed: int = defaults.SEED
     ensemble: int = defaults.ENSEMBLE
     device: str = defaults.DEVICE
@@ -81,13 +82,22 @@ class JobOptions:
         """The given ``preset``, else :data:`medip.defaults.PRESET`."""
         return self.preset or defaults.PRESET
 
+    def _given_or_task(self, name: str) -> float:
+        """The option ``name`` as given, else the task's default (its spec)."""
+        given = getattr(self, name)
+        return given if given is not None else getattr(spec_of(self.task), name)
+
     def learning_rate(self) -> float:
-        """The given ``lr``, else the task's default (its spec)."""
-        return self.lr if self.lr is not None else spec_of(self.task).lr
+        """The given ``lr``, else the task's default."""
+        return self._given_or_task("lr")
 
     def tv_strength(self) -> float:
-        """The given ``tv``, else the task's default (its spec)."""
-        return self.tv if self.tv is not None else spec_of(self.task).tv
+        """The given ``tv``, else the task's default."""
+        return self._given_or_task("tv")
+
+    def detail_strength(self) -> float:
+        """The given ``detail``, else the task's default."""
+        return self._given_or_task("detail")
 
 
 def option_names() -> set[str]:

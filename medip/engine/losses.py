@@ -7,12 +7,13 @@ normalised measurement ``y / scale``. The engine never knows which modality a lo
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 
 from ..errors import InputError
-from ..operators import LinearOperator
+from ..operators import LinearOperator, SpatialFilter, frequency_radius
 from ..operators.noise import PhotonCounts
 from .stopping import noise_floor
 
@@ -95,6 +96,35 @@ def preconditioned(loss: Loss, A: LinearOperator) -> Loss:
         return loss
     weight = A.preconditioner()
     return loss if weight is None else MSE(weight)
+
+
+def detail_weight(y: torch.Tensor, sigma: float, strength: float) -> SpatialFilter:
+    """The weight of a denoising fit's residual that speeds up the learning of fine detail
+    where the measurement ``y`` ``(batch, channel, *spatial)`` holds any above its noise.
+
+    A DIP learns coarse structure long before fine detail (its spectral bias): at low noise a
+    plain fit was still gaining at its last step. Weighing the residual's frequency ``k`` by
+    ``1 + strength * (|k| / k_Nyquist) * g(k)`` (in power) lets detail in sooner, where ``g`` is
+    the Wiener gain ``max(1 - sigma^2 / P(k), 0)`` of ``y``'s radially averaged power spectrum
+    ``P`` (made non-increasing with ``|k|``, as the spectra of scans are, so that bins where
+    noise scatters high do not count): frequencies that hold only noise keep weight one, so at
+    high noise the fit is near the plain one. Normalised to a mean power of one, so white noise
+    keeps its power and the loss its magnitude. ``sigma``: the noise level per sample."""
+    spatial = tuple(y.shape[2:])
+    dims = tuple(range(2, y.ndim))
+    data = y.detach().cpu()
+    data = data.to(torch.complex128 if data.is_complex() else torch.float64)
+    power = torch.fft.fftn(data, dim=dims).abs().square().mean(dim=(0, 1)) / math.prod(spatial)
+    radius = frequency_radius(spatial)
+    bins = (radius * max(spatial)).round().long().flatten()
+    totals = torch.zeros(int(bins.max()) + 1, dtype=torch.float64)
+    counts = torch.zeros_like(totals).index_add_(0, bins, torch.ones_like(radius.flatten()))
+    profile = totals.index_add_(0, bins, power.flatten()) / counts.clamp(min=1)
+    profile = torch.cummin(profile, 0).values[bins].reshape(spatial)
+    gain = torch.where(profile > 0, 1 - sigma ** 2 / profile.clamp(min=1e-300),
+                       torch.zeros_like(profile)).clamp(min=0)
+    response = 1 + strength * (radius / 0.5) * gain
+    return SpatialFilter((response / response.mean()).sqrt().float())
 
 
 class L1(Loss):

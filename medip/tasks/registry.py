@@ -45,11 +45,12 @@ def make_task(task: str | Task | LinearOperator, measurement: Any, **options: An
 
 def fit_defaults(task: str | Task | LinearOperator) -> dict:
     """The options a task's 2D fits work best with (``lr``, ``residual``, ``tv``,
-    ``generator``), from its spec; operators fit the image from scratch like denoising."""
+    ``detail``, ``generator``), from its spec; operators fit the image from scratch like denoising."""
     if isinstance(task, Task):
         spec = task.spec
     elif isinstance(task, LinearOperator):
         spec = SPECS["operator"]
     else:
         spec = spec_of(task)
-    return {"lr": spec.lr, "residual": spec.residual, "tv": spec.tv, "generator": defaults.PRESET}
+    return {"lr": spec.lr, "residual": spec.residual, "tv": spec.tv, "detail": spec.detail,
+            "generator": defaults.PRESET}

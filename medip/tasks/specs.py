@@ -17,8 +17,9 @@ class TaskSpec:
 
     ``options``: the task's own options (beyond the driver's shared ones); ``voxelwise``: its
     operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
-    ``modes``: the volume strategies it supports; ``lr``/``residual``/``tv``: the fit defaults
-    the benchmarks chose (``tv``: :func:`medip.fit`'s total-variation prior); ``slab``: slices
+    ``modes``: the volume strategies it supports; ``lr``/``residual``/``tv``/``detail``: the fit
+    defaults the benchmarks chose (``tv``: :func:`medip.fit`'s total-variation prior;
+    ``detail``: its fine-detail weight on the residual); ``slab``: slices
     per fit in ``slices`` mode; ``noise_free``: whether its measurements can be exact
     (``noise_free=True`` accepted). Every task's fits run the generator preset
     :data:`medip.defaults.PRESET`.
@@ -33,6 +34,7 @@ class TaskSpec:
     lr: float = 0.01
     residual: bool = False
     tv: float = 0.0
+    detail: float = 0.0
     slab: int = 1
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
@@ -50,6 +52,15 @@ DENOISE_SLAB = 3
 # 50/255, small losses at 10/255), stopping 1.3-2.9x as many steps in at 25 and 50/255
 # (benchmarks/results/2026-12-03-vm-denoise-tv.md); the 256^2 demo went from 31.21 to 33.14 dB.
 DENOISE_TV = 4.0
+# Denoising's fine-detail weight on the residual (fit(detail=), medip.engine.losses.detail_weight):
+# on the stop test bed's 12 images, the stop live, with the TV prior in both, it raised what the
+# default returns by a median +0.11 dB (-0.28 to +0.98; +0.17 to +0.98 at 10/255, where a plain
+# fit is still learning detail when its budget ends and medip was furthest behind BM3D), in a
+# median 0.96x the time (benchmarks/results/2026-12-04-vm-denoise-detail.md). Screened first on
+# five of those images: lr 0.02 (+0.13 dB at 10/255, -0.5 on another) and a fixed high-pass
+# weight (+0.85 dB at 10/255, -1.6 dB at 50/255: it fits the noise's frequencies) lost. The
+# strength, 4, was set before the run and not tuned on it.
+DENOISE_DETAIL = 4.0
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
 SUPERRES_LR = 0.02
@@ -61,7 +72,8 @@ SUPERRES_LR = 0.02
 
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
-             modes=("slices", "3d", "patches"), slab=DENOISE_SLAB, tv=DENOISE_TV),
+             modes=("slices", "3d", "patches"), slab=DENOISE_SLAB, tv=DENOISE_TV,
+             detail=DENOISE_DETAIL),
     TaskSpec("inpaint", "fill unknown voxels (--mask FILE: nonzero = known)", _SCAN,
              options=("mask",), voxelwise=True, modes=("slices", "3d", "patches"),
              noise_free=True),

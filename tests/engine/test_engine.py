@@ -11,7 +11,7 @@ from medip.engine.nets import PRESETS, build_generator, count_parameters
 from medip.operators import estimate_sigma, gaussian, poisson
 from medip.operators import Downsample, Identity, Mask, Radon, random_pixel_mask
 from medip.engine.stopping import ExponentialVariance, Fixed, WindowedVariance
-from medip.engine.losses import TransmissionPoisson
+from medip.engine.losses import TransmissionPoisson, detail_weight
 from medip.errors import InputError
 from medip.tasks import fit_defaults
 
@@ -71,6 +71,45 @@ def test_tv_prior_needs_the_noise_level(ct_crop):
         medip.fit(Identity(), ct_crop, tv=1.0, max_steps=1)
     with pytest.raises(InputError, match="tv must be"):
         medip.fit(Identity(), ct_crop, tv=-1.0, noise_level=1.0, max_steps=1)
+
+
+def test_detail_weight_leaves_pure_noise_alone_and_weighs_up_a_scans_detail(ct_crop):
+    """Where the spectrum holds only noise the weight is one (the plain loss); on the real CT
+    crop at low noise it rises towards the high frequencies, with a mean power of one."""
+    sigma = 0.1
+    noise = gaussian(torch.zeros(1, 1, 96, 96), sigma, seed=0)
+    flat = detail_weight(noise, sigma, 4.0).response.square()
+    assert float((flat - 1).abs().max()) < 0.05, flat
+    noisy = gaussian(ct_crop, 10 / 255 * display_range(ct_crop), seed=0)
+    power = detail_weight(noisy, estimate_sigma(noisy), 4.0).response.double().square()
+    assert abs(float(power.mean()) - 1) < 1e-6
+    assert float(power[0, 0]) < 1 < float(power[12, 12])  # DC below, a quarter band above
+
+
+def test_detail_weighted_default_fit_denoises_the_real_crop(ct_crop):
+    """Denoising's defaults (TV prior and fine-detail weight) with the automatic stop on the real
+    CT crop at 10/255 noise, where the weight matters most: well above the noisy input. (Its
+    gain over the unweighted fit is a benchmark figure: one fit moves by tenths of a dB with
+    rounding, so a single-run comparison here would test luck.)"""
+    noisy = gaussian(ct_crop, 10 / 255 * display_range(ct_crop), seed=0)
+    res = medip.fit(Identity(), noisy, noise_level=estimate_sigma(noisy), max_steps=400,
+                    **fit_defaults("denoise"))
+    gain = psnr(res.image, ct_crop) - psnr(noisy, ct_crop)
+    assert fit_defaults("denoise")["detail"] > 0
+    assert gain > 5.0, (gain, res.stop_step)  # 6.9 dB measured
+
+
+def test_detail_weight_errors(ct_crop):
+    with pytest.raises(InputError, match="noise_level"):
+        medip.fit(Identity(), ct_crop, detail=1.0, max_steps=1)
+    with pytest.raises(InputError, match="detail must be"):
+        medip.fit(Identity(), ct_crop, detail=-1.0, noise_level=1.0, max_steps=1)
+    with pytest.raises(InputError, match="not L1"):
+        medip.fit(Identity(), ct_crop, detail=1.0, loss="l1", noise_level=1.0, max_steps=1)
+    radon = Radon((32, 32), 20)
+    with pytest.raises(InputError, match="preconditioner"):
+        medip.fit(radon, radon(torch.rand(1, 1, 32, 32)), detail=1.0, noise_level=0.1,
+                  max_steps=1)
 
 
 def nearest_fill(y, known):

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from medip.operators import (Downsample, Fourier, Identity, KERNELS, Mask, cartesian_mask,
+from medip.operators import (Downsample, Fourier, Identity, KERNELS, Mask, SpatialFilter,
+                             cartesian_mask, frequency_radius,
                              random_pixel_mask, scribble_mask, text_mask)
 
 from medip.operators.testing import dot_test
@@ -24,7 +25,7 @@ def _operators(shape):
     mask = random_pixel_mask(spatial, 0.5, seed=3)
     ops = [Identity(), Mask(mask)] + [Downsample(factors, k) for k in KERNELS]
     return ops + [Downsample(2, "bicubic") @ Mask(mask), 2.5 * Downsample(factors, "lanczos"),
-                  Mask(mask) @ (-Identity())]
+                  Mask(mask) @ (-Identity()), SpatialFilter(1 + frequency_radius(spatial))]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=["2d", "3d"])
@@ -38,6 +39,15 @@ def test_complex_inputs_pass_the_dot_test():
     x = _rand((1, 1, 8, 8), torch.complex64)
     for A in _operators(x.shape):
         assert dot_test(A, x) < 1e-5, A
+
+
+def test_spatial_filter_keeps_real_images_real_and_refuses_a_bad_response():
+    x = _rand((1, 2, 8, 6))
+    W = SpatialFilter(torch.ones(8, 6))
+    assert not W(x).is_complex()
+    torch.testing.assert_close(W(x), x)
+    with pytest.raises(ValueError, match="non-negative"):
+        SpatialFilter(-torch.ones(8, 6))
 
 
 def test_adjoint_algebra_and_normal():

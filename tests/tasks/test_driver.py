@@ -137,9 +137,10 @@ class _FitCalled(Exception):
     """Raised by the fit spy once it has seen the options."""
 
 
-@pytest.mark.parametrize("task, lr, residual, tv", [("superres", 0.02, True, 0.0),
-                                                   ("denoise", 0.01, False, 4.0)])
-def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual, tv):
+@pytest.mark.parametrize("task, lr, residual, tv, detail", [("superres", 0.02, True, 0.0, 0.0),
+                                                           ("denoise", 0.01, False, 4.0, 4.0)])
+def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, lr, residual, tv,
+                                                     detail):
     from medip.app.options import JobOptions
     seen = {}
 
@@ -151,16 +152,19 @@ def test_library_and_cli_share_the_task_fit_defaults(brain, monkeypatch, task, l
     small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
     with pytest.raises(_FitCalled):
         reconstruct_volume(small, task, max_steps=2, progress=False)
-    assert (seen["lr"], seen["residual"], seen["tv"]) == (lr, residual, tv)
+    assert (seen["lr"], seen["residual"], seen["tv"], seen["detail"]) == (lr, residual, tv, detail)
+    assert JobOptions(task=task).detail_strength() == detail == fit_defaults(task)["detail"]
     assert JobOptions(task=task).learning_rate() == lr
     assert JobOptions(task=task).tv_strength() == tv == fit_defaults(task)["tv"]
     assert seen["generator"] == JobOptions(task=task).generator() == fit_defaults(task)["generator"]
 
 
-def test_tv_prior_needs_a_task_that_estimates_its_noise(brain):
+def test_noise_weighted_options_need_a_task_that_estimates_its_noise(brain):
     small = brain.with_array(brain.array[40:48, 40:48, 40:42].copy())
     with pytest.raises(InputError, match="'superres' does not estimate"):
         reconstruct_volume(small, "superres", tv=1.0, max_steps=2, progress=False)
+    with pytest.raises(InputError, match="detail=1 is weighted by the noise level"):
+        reconstruct_volume(small, "superres", detail=1.0, max_steps=2, progress=False)
 
 
 def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
