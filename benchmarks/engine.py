@@ -361,10 +361,11 @@ def brain_time(detail: str | None = None) -> None:
     noisy = brain.with_array(gaussian(clean, sigma_of(clean), seed=0).numpy())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     start = time.perf_counter()
-    options = {} if detail is None else {"detail": float(detail)}
+    strength = None if detail is None else float(detail)
+    options = {} if strength is None else {"detail": strength}
     res = medip.reconstruct_volume(noisy, "denoise", progress=False, **options)
     seconds = time.perf_counter() - start
-    case = "defaults" if detail is None else f"defaults but detail={float(detail):g}"
+    case = "defaults" if strength is None else f"defaults but detail={strength:g}"
     rows = [{"case": f"brain 91x109x91 denoise, {case}", "seconds": seconds,
              "expected_seconds": res.estimate.expected_seconds,
              "expected_over_measured": res.estimate.expected_seconds / seconds,
@@ -372,7 +373,7 @@ def brain_time(detail: str | None = None) -> None:
              "s_per_step_run": seconds / sum(res.steps_run), "steps": sum(res.steps_run),
              "cold_steps": max(res.steps_run), "noisy_psnr": psnr(torch.from_numpy(noisy.array), clean),
              "psnr": psnr(torch.from_numpy(res.volume.array), clean), "peak_rss_mb": peak_rss_mb()}]
-    write_results("brain-time" if detail is None else f"brain-time-detail-{float(detail):g}",
+    write_results("brain-time" if strength is None else f"brain-time-detail-{strength:g}",
                   rows, list(rows[0]))
 
 

@@ -117,9 +117,7 @@ def detail_weight(y: torch.Tensor, sigma: float, strength: float) -> SpatialFilt
     power = torch.fft.fftn(data, dim=dims).abs().square().mean(dim=(0, 1)) / math.prod(spatial)
     radius = frequency_radius(spatial)
     bins = (radius * max(spatial)).round().long().flatten()
-    totals = torch.zeros(int(bins.max()) + 1, dtype=torch.float64)
-    counts = torch.zeros_like(totals).index_add_(0, bins, torch.ones_like(radius.flatten()))
-    profile = totals.index_add_(0, bins, power.flatten()) / counts.clamp(min=1)
+    profile = torch.bincount(bins, weights=power.flatten()) / torch.bincount(bins).clamp(min=1)
     profile = torch.cummin(profile, 0).values[bins].reshape(spatial)
     gain = torch.where(profile > 0, 1 - sigma ** 2 / profile.clamp(min=1e-300),
                        torch.zeros_like(profile)).clamp(min=0)

@@ -44,8 +44,8 @@ def make_task(task: str | Task | LinearOperator, measurement: Any, **options: An
 
 
 def fit_defaults(task: str | Task | LinearOperator) -> dict:
-    """The options a task's 2D fits work best with (``lr``, ``residual``, ``tv``,
-    ``detail``, ``generator``), from its spec; operators fit the image from scratch like denoising."""
+    """The options a task's 2D fits work best with (``lr``, ``residual``, ``tv``, ``detail``,
+    ``generator``), from its spec; operators fit the image from scratch like denoising."""
     if isinstance(task, Task):
         spec = task.spec
     elif isinstance(task, LinearOperator):
