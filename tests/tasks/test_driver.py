@@ -9,7 +9,7 @@ import medip
 from medip.engine import estimate
 from medip.engine.metrics import psnr
 from medip.errors import InputError
-from medip.reconstruct import _ramp, _starts, reconstruct_volume
+from medip.reconstruct import _ramp, _starts, reconstruct_volume, slab_starts
 from medip.tasks import fit_defaults, make_task, upsampled_affine
 
 
@@ -183,12 +183,27 @@ def test_slab_fits_average_into_every_slice_they_saw(brain, monkeypatch):
     monkeypatch.setattr("medip.reconstruct.fit_stack", identity_fits)
     small = brain.with_array(brain.array[30:46, 40:52, 40:46].copy())
     res = reconstruct_volume(small, "denoise", progress=False)  # slab 3 by default
-    assert seen == [(1, 3, 16, 12)] * 6
+    assert seen == [(1, 3, 16, 12)] * 4
     np.testing.assert_allclose(res.volume.array, small.array, rtol=1e-6)
-    # fits start at slices 0, 0, 1, 2, 3, 3: slice 2 is seen by fits 0-3, slice 5 by fits 4-5
-    np.testing.assert_allclose(res.variance.array[0, 0], [0.5, 1, 1.5, 3.5, 4, 4.5])
+    # fits start at slices 0, 1, 2, 3 (the end slabs once each): slice 2 is seen by fits 0-2
+    np.testing.assert_allclose(res.variance.array[0, 0], [0, 0.5, 1, 2, 2.5, 3])
     reconstruct_volume(small, "inpaint", mask=np.ones(small.shape), progress=False)
     assert seen[-1] == (1, 1, 16, 12)  # inpainting keeps one slice per fit unless asked
+
+
+@pytest.mark.parametrize("depth,slab,stride", [(91, 3, 1), (91, 3, 3), (16, 3, 3), (15, 3, 2),
+                                               (15, 5, 5), (6, 3, 1), (1, 1, 1)])
+def test_slab_starts_cover_every_slice_once_per_slab(depth, slab, stride):
+    starts = slab_starts(depth, slab, stride)
+    assert starts == sorted(set(starts)) and starts[0] == 0 and starts[-1] == depth - slab
+    covered = np.zeros(depth, int)
+    for s in starts:
+        covered[s:s + slab] += 1
+    assert covered.min() >= 1
+    # the cold fit (fit_stack's middle problem) holds the volume's middle slice at every stride
+    assert starts[len(starts) // 2] <= depth // 2 < starts[len(starts) // 2] + slab
+    if stride == slab:
+        assert len(starts) <= -(-depth // slab) + 1
 
 
 def test_inpaint_slabs_fill_from_neighbouring_slices(brain):
