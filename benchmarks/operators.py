@@ -8,8 +8,11 @@ sinogram's relative difference as the accuracy check. Fourier (issue 4): forward
 volume against numpy's FFT. NUFFT (issue 20): forward + adjoint of a 256x256 image with 32 coils
 on 400 golden-angle radial spokes x 256 samples (102k samples) against torchkbnufft (its
 table-interpolation and sparse-matrix paths, when installed), with the relative difference as
-the accuracy check. Run: ``python -m benchmarks.operators [radon] [fourier] [nufft]`` (all by
-default).
+the accuracy check. Frequency filters (the denoising fit's fine-detail weight, CT's ramp
+preconditioner): forward + backward through autograd of
+:class:`~medip.operators.spectral.FrequencyFilter` (the full complex FFT) against the real FFT
+over half the spectrum, with the share of a default denoising fit's step the filter takes. Run: ``python -m benchmarks.operators
+[radon] [fourier] [nufft] [filters]`` (the first three by default).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ import torch
 from skimage.transform import iradon, radon
 
 from .common import best_time, peak_rss_mb, write_results
-from medip.operators import NUFFT, Fourier, Radon, cartesian_mask, golden_angle_radial
+from medip.operators import (NUFFT, DetectorFilter, Fourier, Identity, Radon, cartesian_mask,
+                             golden_angle_radial)
+from medip.operators.spectral import FrequencyFilter
 
 
 def radon_rows() -> list[dict]:
@@ -131,6 +136,56 @@ def nufft_rows() -> list[dict]:
     return [row]
 
 
+def _half_spectrum_filter(W: FrequencyFilter, y: torch.Tensor) -> torch.Tensor:
+    """The candidate for real inputs: the real FFT over half the spectrum (the response is
+    even, so its half is all it needs)."""
+    sizes = tuple(W.response.shape)
+    dims = tuple(range(-len(sizes), 0))
+    half = W.response[..., :sizes[-1] // 2 + 1]
+    filtered = torch.fft.irfftn(torch.fft.rfftn(y, s=sizes, dim=dims) * half, s=sizes, dim=dims)
+    return filtered[(..., *(slice(0, n) for n in y.shape[-len(sizes):]))]
+
+
+def filter_rows(rounds: int = 5, steps: int = 60) -> list[dict]:
+    """Forward + backward (autograd) of the shipped filter and of the half-spectrum candidate,
+    and the share of a default denoising fit's step (TV prior and fine-detail weight) that the
+    filter takes, on the shapes fits run."""
+    import medip
+    from medip.engine.losses import detail_weight
+    from medip.operators import estimate_sigma, gaussian
+
+    rows = []
+    cases = [(f"detail weight {n}^2", (1, 1, n, n)) for n in (128, 256, 512)]
+    cases += [("detail weight 3x91x109 slab", (1, 3, 91, 109)),
+              ("ramp preconditioner 60x363 sinogram", (1, 1, 60, 363))]
+    for name, shape in cases:
+        y = gaussian(torch.rand(shape), 0.1, seed=0)
+        weighted = name.startswith("detail")
+        W = detail_weight(y, estimate_sigma(y), 4.0) if weighted \
+            else DetectorFilter.sqrt_ramp(shape[-2:])
+
+        def step(apply):
+            x = y.clone().requires_grad_(True)
+            apply(x).square().sum().backward()
+
+        times = {how: best_time(lambda a=apply: step(a), rounds)
+                 for how, apply in (("shipped", W.forward),
+                                    ("half", lambda x: _half_spectrum_filter(W, x)))}
+        difference = float((W.forward(y) - _half_spectrum_filter(W, y)).abs().max()
+                           / y.abs().max())
+        row = {"case": name, "shipped (full spectrum) s": times["shipped"],
+               "half spectrum s": times["half"], "half / shipped": times["half"] / times["shipped"],
+               "max rel diff": difference}
+        if weighted and shape[-1] <= 256:
+            fit = medip.fit(Identity(), y, stopper=steps, max_steps=steps, detail=4.0, tv=4.0,
+                            noise_level=estimate_sigma(y))
+            row["fit step s"] = fit.seconds_per_step
+            row["filter share of a step"] = times["shipped"] / fit.seconds_per_step
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
 if __name__ == "__main__":
     import sys
 
@@ -146,3 +201,7 @@ if __name__ == "__main__":
     if "nufft" in chosen:
         nufft_table = nufft_rows()
         write_results("nufft", nufft_table, list(nufft_table[0]))
+    if "filters" in chosen:
+        filter_table = filter_rows()
+        write_results("filters", filter_table, list(filter_table[0]) + [
+            column for column in filter_table[2] if column not in filter_table[0]])

@@ -15,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from .base import LinearOperator, real_dtype
+from .spectral import FrequencyFilter
 
 
 def padded_size(n_detectors: int) -> int:
@@ -35,30 +35,16 @@ def ramp_response(size: int) -> torch.Tensor:
     return torch.fft.fft(kernel).real
 
 
-class DetectorFilter(LinearOperator):
+class DetectorFilter(FrequencyFilter):
     """Filtering along the last axis (a sinogram's detectors) by a real, even frequency
     ``response`` over :func:`padded_size` bins, zero-padded so that nothing wraps around.
-
-    Self-adjoint: cropping is the transpose of zero-padding and a circular convolution with an
-    even real kernel is symmetric.
-    """
+    Self-adjoint (:class:`~medip.operators.spectral.FrequencyFilter`)."""
 
     def __init__(self, shape: Sequence[int], response: torch.Tensor) -> None:
-        shape = tuple(int(n) for n in shape)
-        if len(response) != padded_size(shape[-1]):
+        if len(response) != padded_size(int(shape[-1])):
             raise ValueError(f"DetectorFilter: the response has {len(response)} bins; "
-                             f"{shape[-1]} detectors need {padded_size(shape[-1])}")
-        super().__init__(shape, shape)
-        self.response = response
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        n = y.shape[-1]
-        response = self.response.to(device=y.device, dtype=real_dtype(y))
-        spectrum = torch.fft.fft(y, n=len(response), dim=-1) * response
-        filtered = torch.fft.ifft(spectrum, dim=-1)
-        return (filtered if y.is_complex() else filtered.real)[..., :n]
-
-    adjoint = forward
+                             f"{shape[-1]} detectors need {padded_size(int(shape[-1]))}")
+        super().__init__(shape, response)
 
     @classmethod
     def sqrt_ramp(cls, shape: Sequence[int]) -> DetectorFilter:

@@ -22,22 +22,52 @@ def frequency_radius(shape: Sequence[int]) -> torch.Tensor:
     return torch.sqrt(sum(g.square() for g in grids))
 
 
-class SpatialFilter(LinearOperator):
+class FrequencyFilter(LinearOperator):
+    """Filtering of the last ``response.ndim`` axes of inputs of ``shape``: zero-padded to
+    ``response.shape`` (so that a longer response filters without wrap-around), multiplied by
+    the real, even ``response`` over the FFT bins, cropped back. Self-adjoint: cropping is the
+    transpose of zero-padding, and a circular convolution with a real, even kernel is symmetric.
+
+    The response is copied to each device and dtype once, not per call. Real inputs take the
+    full complex FFT: the real FFT over half the spectrum was no faster at the sizes fits run
+    (``python -m benchmarks.operators filters``, benchmarks/results/2026-12-04-vm-filters.md)."""
+
+    def __init__(self, shape: Sequence[int], response: torch.Tensor) -> None:
+        shape = tuple(int(n) for n in shape)
+        sizes = tuple(response.shape)
+        if len(shape) < len(sizes) or any(n > m for n, m in zip(shape[-len(sizes):], sizes)):
+            raise ValueError(f"{type(self).__name__}: a response of {sizes} bins cannot filter "
+                             f"inputs of {shape}")
+        super().__init__(shape, shape)
+        self.response = response
+        self._copies: dict[tuple, torch.Tensor] = {}
+
+    def _response_for(self, y: torch.Tensor) -> torch.Tensor:
+        key = (y.device, real_dtype(y))
+        if key not in self._copies:
+            self._copies[key] = self.response.to(device=y.device, dtype=real_dtype(y))
+        return self._copies[key]
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        sizes = tuple(self.response.shape)
+        dims = tuple(range(-len(sizes), 0))
+        # one axis: fft, which rounds unlike fftn there (stored CT figures came from fft)
+        spectrum = torch.fft.fft(y, n=sizes[0], dim=-1) if len(sizes) == 1 \
+            else torch.fft.fftn(y, s=sizes, dim=dims)
+        filtered = torch.fft.ifftn(spectrum * self._response_for(y), dim=dims)
+        filtered = filtered[(..., *(slice(0, n) for n in y.shape[-len(sizes):]))]
+        return filtered if y.is_complex() else filtered.real
+
+    adjoint = forward
+
+
+class SpatialFilter(FrequencyFilter):
     """``W y = IFFT(r * FFT(y))`` over the last ``response.ndim`` axes, ``r`` real and
-    non-negative (FFT bin order). Self-adjoint: a circular convolution with a real, even kernel
-    is symmetric (an ``r`` that depends on the frequency's radius only is even)."""
+    non-negative (FFT bin order) and a function of the frequency's radius (so even: see
+    :class:`FrequencyFilter`). Self-adjoint."""
 
     def __init__(self, response: torch.Tensor) -> None:
         if response.is_complex() or not bool(torch.isfinite(response).all()) \
                 or bool((response < 0).any()):
             raise ValueError("SpatialFilter: the response must be real, finite and non-negative")
-        super().__init__(tuple(response.shape), tuple(response.shape))
-        self.response = response
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        dims = tuple(range(-self.response.ndim, 0))
-        response = self.response.to(device=y.device, dtype=real_dtype(y))
-        filtered = torch.fft.ifftn(torch.fft.fftn(y, dim=dims) * response, dim=dims)
-        return filtered if y.is_complex() else filtered.real
-
-    adjoint = forward
+        super().__init__(tuple(response.shape), response)

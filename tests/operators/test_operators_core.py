@@ -41,6 +41,27 @@ def test_complex_inputs_pass_the_dot_test():
         assert dot_test(A, x) < 1e-5, A
 
 
+@pytest.mark.parametrize("shape,sizes", [((2, 3, 8, 6), (8, 6)), ((1, 1, 5, 7, 4), (5, 7, 4)),
+                                         ((1, 2, 9, 20), (64,))])
+def test_frequency_filter_on_half_the_spectrum_matches_the_full_fft(shape, sizes):
+    """Real inputs take the real FFT; complex ones and an explicit zero-padded full FFT agree."""
+    from medip.operators.spectral import FrequencyFilter
+
+    response = 1 + frequency_radius(sizes)
+    W = FrequencyFilter(shape[-len(sizes):], response)
+    dims = tuple(range(-len(sizes), 0))
+    for x in (_rand(shape), torch.complex(_rand(shape), _rand(shape))):
+        spectrum = torch.fft.fftn(x.to(torch.complex128), s=sizes, dim=dims) * response
+        crop = tuple(slice(0, n) for n in shape[-len(sizes):])
+        full = torch.fft.ifftn(spectrum, dim=dims)[(..., *crop)]
+        expected = full if x.is_complex() else full.real
+        torch.testing.assert_close(W(x), expected.to(W(x).dtype), rtol=1e-5, atol=1e-5)
+        assert W(x).is_complex() == x.is_complex()
+    assert dot_test(W, _rand(shape)) < 1e-5
+    with pytest.raises(ValueError, match="cannot filter"):
+        FrequencyFilter((70,), torch.ones(64))
+
+
 def test_spatial_filter_keeps_real_images_real_and_refuses_a_bad_response():
     x = _rand((1, 2, 8, 6))
     W = SpatialFilter(torch.ones(8, 6))
