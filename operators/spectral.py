@@ -1,8 +1,10 @@
-"""Filtering over the spatial axes by a real, non-negative frequency response (periodic).
+"""Filtering by a real, even frequency response over the last axes (:class:`FrequencyFilter`).
 
 :class:`SpatialFilter` is the weight of a denoising fit's residual
 (:func:`medip.engine.losses.detail_weight`): it multiplies each spatial frequency of the residual
-by a response, so that a fit learns the frequencies it weighs up sooner.
+by a response, so that a fit learns the frequencies it weighs up sooner. The sinogram's
+:class:`~medip.operators.ramp.DetectorFilter` (FBP's filters, CT's preconditioner) is the same
+filter along the detectors, zero-padded against wrap-around.
 """
 
 from __future__ import annotations
