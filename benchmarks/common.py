@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
 import platform
 import resource
@@ -24,6 +25,17 @@ def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def non_commercial(package: str):
+    """Import a baseline package that is free for non-commercial use only (bm3d, bm4d): a
+    benchmark extra, never a dependency of medip; a clear exit where it is missing."""
+    try:
+        return importlib.import_module(package)
+    except ImportError as err:
+        raise SystemExit(f"this baseline needs the {package} package (free for non-commercial "
+                         f"use only, so never a dependency of medip): pip install {package}, or "
+                         f"the bench extra") from err
 
 
 def peak_rss_mb() -> float:

@@ -11,8 +11,9 @@ table-interpolation and sparse-matrix paths, when installed), with the relative 
 the accuracy check. Frequency filters (the denoising fit's fine-detail weight, CT's ramp
 preconditioner): forward + backward through autograd of
 :class:`~medip.operators.spectral.FrequencyFilter` (the full complex FFT) against the real FFT
-over half the spectrum, with the share of a default denoising fit's step the filter takes. Run: ``python -m benchmarks.operators
-[radon] [fourier] [nufft] [filters]`` (the first three by default).
+over half the spectrum, with the share of a default denoising fit's step the filter takes.
+Run: ``python -m benchmarks.operators [radon] [fourier] [nufft] [filters]`` (the first three by
+default).
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from medip.engine import solvers
 from medip.engine.metrics import psnr
 
 from .cases import _skimage, denoising_baselines
-from .common import markdown_table, newest_rows, write_results
+from .common import markdown_table, newest_rows, non_commercial, write_results
 from .stopbed import Image
 from .stopbed import estimated_sigma
 from .stopbed_report import returned_psnr, shipped_rule, traces
@@ -44,16 +44,6 @@ ITERATIONS = 400
 ORACLE_WEIGHTS = [10 ** (k / 2) for k in range(-12, 1)]
 #: The margin each task must win by over its best user-runnable method (issue 19).
 MARGINS = {"denoise": 0.5, "ct": 1.0, "mri": 1.0, "inpaint": 0.0}
-
-
-def _bm3d():
-    try:
-        import bm3d
-    except ImportError as err:
-        raise SystemExit("the BM3D baseline needs the bm3d package (free for non-commercial use "
-                         "only, so never a dependency of medip): pip install bm3d, or the bench "
-                         "extra") from err
-    return bm3d
 
 
 def _score(image: Image, x: torch.Tensor) -> float:
@@ -77,7 +67,7 @@ def _discrepancy(image: Image, method: str, sigma: float) -> float:
 
 
 def _denoise(image: Image, sigma: float) -> dict[str, float]:
-    restoration, bm3d = _skimage(), _bm3d()
+    restoration, bm3d = _skimage(), non_commercial("bm3d")
     out = {name: _score(image, x) for name, x in denoising_baselines(image.y, image.clean).items()
            if name != "noisy input"}
     noisy = image.y[0, 0].double().numpy()

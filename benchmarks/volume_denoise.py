@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .cases import _skimage, denoising_baselines, sigma_of
-from .common import peak_rss_mb, write_results
+from .common import non_commercial, peak_rss_mb, write_results
 from .slabs import CASES as CHUNKS, chunk
 from .stopbed import DATA
 
@@ -38,14 +38,6 @@ CASES: dict[str, tuple[Callable[[], medip.Volume], float]] = {
                                       25 / 255)}
 
 
-def _extra(name: str):
-    try:
-        return __import__(name)
-    except ImportError as err:
-        raise SystemExit(f"this benchmark needs the {name} package (free for non-commercial use "
-                         f"only, so never a dependency of medip): pip install {name}") from err
-
-
 def _timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
     start = time.perf_counter()
     out = run()
@@ -54,7 +46,7 @@ def _timed(run: Callable[[], np.ndarray]) -> tuple[np.ndarray, float]:
 
 def baselines(noisy: np.ndarray, clean: np.ndarray, sigma: float) -> dict[str, tuple]:
     """name -> (denoised volume, seconds) for BM3D slice-wise, BM4D and TV."""
-    bm3d, bm4d = _extra("bm3d"), _extra("bm4d")
+    bm3d, bm4d = non_commercial("bm3d"), non_commercial("bm4d")
     estimated = float(_skimage().estimate_sigma(noisy.astype(np.float64)))
     out = {}
     for label, level in (("estimated sigma", estimated), ("oracle: true sigma", sigma)):
