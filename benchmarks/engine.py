@@ -386,6 +386,7 @@ def volume_time(volume: medip.Volume, case: str, name: str, options: dict) -> No
              "expected_seconds": res.estimate.expected_seconds,
              "expected_over_measured": res.estimate.expected_seconds / seconds,
              "s_per_step_probe": res.estimate.seconds_per_step,
+             "setup_s_probe": res.estimate.setup_seconds,
              "s_per_step_run": seconds / sum(res.steps_run), "steps": sum(res.steps_run),
              "cold_steps": max(res.steps_run), "noisy_psnr": psnr(torch.from_numpy(noisy.array), clean),
              "psnr": psnr(torch.from_numpy(res.volume.array), clean), "peak_rss_mb": peak_rss_mb()}]

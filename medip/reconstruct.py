@@ -27,7 +27,7 @@ import torch
 
 from . import defaults
 from .engine.device import pick_device
-from .engine.estimate import Estimate, estimate_fit
+from .engine.estimate import PROBE_STEPS, Estimate, StepClock, estimate_fit
 from .engine.fitting import Result, fit, member_seeds
 from .engine.nets import build_generator
 from .engine.progress import ProgressBar, progress_bar
@@ -293,15 +293,12 @@ def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, o
 
 def check_memory_for(preset: str, shape: Sequence[int], device: str | torch.device, mode: str,
                      amp: bool = False) -> Estimate:
-    """Estimate one fit of ``preset`` on ``shape`` (``amp``: as ``fit`` takes it) and raise
-    :class:`~medip.errors.OutOfMemory` (naming the mode that would fit) when it needs more
-    memory than ``device`` has."""
-    dev = pick_device(device)
-    estimate = estimate_fit(preset, shape, device=dev, amp=amp)
-    fastest, slowest = estimate.seconds_range
-    log.info("%s mode: one fit of %s needs about %.2f GB (%.1f GB available) and %.3f s per "
-             "step (probe passes %.3f-%.3f s)", mode, tuple(shape), estimate.bytes_needed / 1e9,
-             estimate.bytes_available / 1e9, estimate.seconds_per_step, fastest, slowest)
+    """Estimate the memory of one fit of ``preset`` on ``shape`` (``amp``: as ``fit`` takes it)
+    and raise :class:`~medip.errors.OutOfMemory` (naming the mode that would fit) when it needs
+    more than ``device`` has."""
+    estimate = estimate_fit(preset, shape, device=pick_device(device), amp=amp)
+    log.info("%s mode: one fit of %s needs about %.2f GB (%.1f GB available)", mode,
+             tuple(shape), estimate.bytes_needed / 1e9, estimate.bytes_available / 1e9)
     if not estimate.fits:
         raise OutOfMemory(f"{mode} mode needs about {estimate.bytes_needed / 1e9:.1f} GB for "
                           f"{tuple(shape)} but {estimate.bytes_available / 1e9:.1f} GB are "
@@ -310,12 +307,14 @@ def check_memory_for(preset: str, shape: Sequence[int], device: str | torch.devi
 
 
 #: Steps a cold fit with a variance stopper typically runs, and the share of its budget a
-#: warm-started one runs, for the time estimate logged before a volume starts: cold fits that
-#: wait for the noise floor ran 1121 to 1282 steps (the demo; 16 brain slices, cold, in
-#: benchmarks/results/2026-11-23-vm-warm-vs-cold.md), warm-started ones 222 to 260 of their 500
-#: (the 91-slice brain in benchmarks/results/2026-11-23-vm.md; the 16 slices).
-TYPICAL_COLD_STEPS = 1200
-TYPICAL_WARM_SHARE = 0.5
+#: warm-started one runs, for the time estimate logged before a volume starts (denoising's
+#: defaults, the TV prior and the fine-detail weight in them): the 12 cold 128^2 fits of the stop
+#: test bed stopped at steps 1300 to 2999, median 2218
+#: (benchmarks/results/2026-12-04-vm-denoise-detail.md), the cold slabs of three 15-slice chunks
+#: at 2210, 2213 and 3000, and those chunks' warm fits ran 0.52, 0.54 and 0.93 of their 500
+#: steps (benchmarks/results/2026-12-04-vm-slabs.md): the medians of the 15 and of the 3.
+TYPICAL_COLD_STEPS = 2213
+TYPICAL_WARM_SHARE = 0.54
 
 
 def expected_steps(fits: int, budget: _Budget, noise_free: bool) -> tuple[float, int]:
@@ -328,18 +327,27 @@ def expected_steps(fits: int, budget: _Budget, noise_free: bool) -> tuple[float,
     return min(TYPICAL_COLD_STEPS, cold) + (fits - 1) * TYPICAL_WARM_SHARE * budget.warm, most
 
 
-def _check_budget(preset: str, shape: Sequence[int], options: dict, check: bool, mode: str,
-                  fits: int, budget: _Budget) -> Estimate | None:
-    """The memory check and, from its seconds per step, the time the fits will take (logged
+def _check_budget(problem: Problem, options: dict, check: bool, mode: str, fits: int,
+                  budget: _Budget) -> Estimate | None:
+    """The memory check and, from a short probe fit of ``problem`` (its seconds per step and
+    set-up, :class:`~medip.engine.estimate.StepClock`), the time the fits will take (logged
     before they start, and kept in the estimate)."""
     if not check:
         return None
-    estimate = check_memory_for(preset, shape, options["device"], mode, options["amp"])
+    estimate = check_memory_for(options["generator"], problem.image_shape, options["device"],
+                                mode, options["amp"])
+    clock = StepClock()
+    probe = _Budget(PROBE_STEPS + 1 if budget.fixed else budget.stopper, PROBE_STEPS + 1, None)
+    _fit(problem, None, 0, probe, options, callbacks=[clock])
+    estimate = clock.timed(estimate)
     typical, most = expected_steps(fits, budget, options["noise_free"])
-    estimate = replace(estimate, expected_seconds=typical * estimate.seconds_per_step)
-    log.info("%s mode: %d fit(s), expected about %.0f s (%.0f steps; at most %.0f s if every "
-             "fit runs its whole budget)", mode, fits, estimate.expected_seconds, typical,
-             most * estimate.seconds_per_step)
+    estimate = replace(estimate, expected_seconds=estimate.seconds(typical, fits))
+    fastest, slowest = estimate.seconds_range
+    log.info("%s mode: %d fit(s), expected about %.0f s (%.0f steps at %.3f s, probe steps "
+             "%.3f-%.3f s, and %.1f s to set up each fit; at most %.0f s if every fit runs "
+             "its whole budget)", mode, fits, estimate.expected_seconds, typical,
+             estimate.seconds_per_step, fastest, slowest, estimate.setup_seconds,
+             estimate.seconds(most, fits))
     return estimate
 
 
@@ -347,8 +355,7 @@ def _whole(task: Task, budget: _Budget, check_memory: bool, progress: bool | Non
            options: dict, ref: torch.Tensor | None) -> _Member:
     """``mode="3d"``: one fit over everything (an interrupt keeps the best output so far)."""
     problem = task.problem(tuple(slice(0, n) for n in task.shape), None)
-    estimate = _check_budget(options["generator"], problem.image_shape, options, check_memory,
-                             "3d", 1, budget)
+    estimate = _check_budget(problem, options, check_memory, "3d", 1, budget)
     bar = ProgressBar(budget.max_steps, "3d fit", progress)
     result = _fit(problem, None, 0, budget, options, None if ref is None else ref[None, None],
                   [bar])
@@ -374,7 +381,7 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
     starts = slab_starts(depth, slab, SLAB_STRIDE)
     problems = [task.problem(region_of(task.shape, axis, s, slab), axis) for s in starts]
     plane = problems[0].image_shape
-    estimate = _check_budget(options["generator"], plane, options, check_memory, "slices",
+    estimate = _check_budget(problems[len(problems) // 2], options, check_memory, "slices",
                              len(problems), budget)
     references = None if ref is None else [cut(ref, region_of(ref.shape, axis, s, slab), axis)
                                            for s in starts]
@@ -447,15 +454,15 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
     corners = [(a, b, c) for a in _starts(shape[0], size[0], overlap)
                for b in _starts(shape[1], size[1], overlap)
                for c in _starts(shape[2], size[2], overlap)]
-    estimate = _check_budget(options["generator"], size, options, check_memory, "patches",
-                             len(corners), budget)
+    regions = [tuple(slice(a, a + n) for a, n in zip(corner, size)) for corner in corners]
+    estimate = _check_budget(task.problem(regions[0], None), options, check_memory, "patches",
+                             len(regions), budget)
     weight = _ramp(size[0], overlap)[:, None, None] * _ramp(size[1], overlap)[None, :, None] \
         * _ramp(size[2], overlap)[None, None, :]
     total, var_total, weights = (torch.zeros(shape) for _ in range(3))
     results, previous = [], None
-    bar = progress_bar(len(corners), "patches", progress, unit="fit")
-    for corner in corners:
-        region = tuple(slice(a, a + n) for a, n in zip(corner, size))
+    bar = progress_bar(len(regions), "patches", progress, unit="fit")
+    for region in regions:
         problem = task.problem(region, None)
         result = _fit(problem, previous and previous.generator_state, 1, budget, options,
                       None if ref is None else ref[region][None, None].contiguous())

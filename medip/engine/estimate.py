@@ -1,12 +1,14 @@
-"""Before a long fit: how much memory and time per step a generator needs for an image size.
+"""Before a long fit: how much memory one fit needs, and how long its steps and set-up take.
 
 The memory comes from a forward/backward pass on a small probe of the same network, scaled by
-the voxel count (activations grow linearly with it), plus the stopper's maps. The time comes from
-:data:`PROBE_PASSES` timed optimiser steps of the generator at the real size (their median, with
-their range), when the memory allows. Scaling a 64^2 probe's step time by the voxel count said
-0.073 s per step for a 91x109 slab of 3 slices, 0.51 s at 256^2 and 1.9 s at 512^2 (2-core
-Intel VM, ``fast``), where the fits ran at 0.050, 0.193 and 0.78 s (small convolutions are
-overhead-bound); timed at the real size it said 0.050, 0.194 and 0.74 s. A single step on a busy
+the voxel count (activations grow linearly with it), plus the stopper's maps. The time comes
+from a short real fit (:class:`StepClock`): the median of :data:`PROBE_STEPS` timed steps after
+an untimed first one, with the operator, the loss, the priors and the stopper that the fits will
+run, and the set-up a fit pays before its first step. Timing the generator alone missed what
+the rest of a step costs: on the 91x109 brain's 3-slice slabs it said 0.020 s per step where
+the fits ran at 0.028 s (benchmarks/results/2026-12-04-vm-brain-time.md), and a NUFFT's
+share of an MRI step (0.060 s against 0.020 s on Cartesian data of the same matrix,
+benchmarks/results/2026-12-02-vm-mri-step.md) it could not see at all. A single step on a busy
 machine once said 73.7 s per step for a fit that ran at 1.5 s per step, hence the median.
 """
 
@@ -15,36 +17,67 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Sequence
 
 import torch
 
 from .device import autocast
-from .fitting import adam
+from .fitting import StepInfo
 from .nets import build_generator
 
 PROBE_EDGE = {2: 64, 3: 32}
-PROBE_PASSES = 3
+#: Timed steps of the probe fit, after an untimed first one.
+PROBE_STEPS = 3
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """Peak bytes and seconds per step for one fit, and the memory available to it;
-    ``seconds_range`` is the fastest and slowest probe pass, scaled like the median;
-    ``expected_seconds``: what the caller expects its fits to take (the volume driver's: every
-    fit of every ensemble member)."""
+    """Peak bytes of one fit and the memory available to it; once timed (:class:`StepClock`),
+    the seconds per step (the median probe step, ``seconds_range`` the fastest and slowest) and
+    the seconds a fit spends before its first step; ``expected_seconds``: what the caller
+    expects its fits to take (the volume driver's: every fit of every ensemble member)."""
 
     bytes_needed: int
-    seconds_per_step: float
     bytes_available: int
+    seconds_per_step: float | None = None
     seconds_range: tuple[float, float] = (0.0, 0.0)
+    setup_seconds: float = 0.0
     expected_seconds: float | None = None
 
     @property
     def fits(self) -> bool:
         return self.bytes_needed <= self.bytes_available
+
+    def seconds(self, steps: float, fits: int = 1) -> float:
+        """The time of ``fits`` fits that run ``steps`` steps in all."""
+        if self.seconds_per_step is None:
+            raise ValueError("this estimate was not timed: time a probe fit with StepClock")
+        return fits * self.setup_seconds + steps * self.seconds_per_step
+
+
+@dataclass
+class StepClock:
+    """A :func:`~medip.engine.fitting.fit` callback that times a short probe fit: pass it, run
+    the fit (started right after the clock was made), then :meth:`timed` fills an
+    :class:`Estimate`'s seconds. The first step (graph and allocator warm-up) is not counted
+    as a step; the time before the first step ends, less one median step, is the set-up."""
+
+    start: float = field(default_factory=lambda: perf_counter())
+    ends: list[float] = field(default_factory=list)
+
+    def __call__(self, info: StepInfo) -> None:
+        self.ends.append(perf_counter())
+
+    def timed(self, estimate: Estimate) -> Estimate:
+        if len(self.ends) < 2:
+            raise ValueError(f"the probe fit ran {len(self.ends)} step(s); at least 2 are needed")
+        steps = [b - a for a, b in zip(self.ends, self.ends[1:])]
+        median = statistics.median(steps)
+        setup = max(self.ends[0] - self.start - median, 0.0)
+        return Estimate(estimate.bytes_needed, estimate.bytes_available, median,
+                        (min(steps), max(steps)), setup, estimate.expected_seconds)
 
 
 def available_memory(device: torch.device) -> int:
@@ -63,11 +96,11 @@ def available_memory(device: torch.device) -> int:
 
 def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_maps: int = 3,
                  device: torch.device = torch.device("cpu"), amp: bool = False) -> Estimate:
-    """Estimate one fit of ``preset`` on an image of spatial ``shape``.
+    """The memory one fit of ``preset`` on an image of spatial ``shape`` needs (untimed).
 
     ``stopper_maps`` is how many float64 maps of the image the stopper keeps (3 for ES-EMV;
     ES-WMV adds its window of float32 outputs). ``amp``: the fit runs its generator under
-    bfloat16 autocast (``fit(amp=)``), and so do the probe passes.
+    bfloat16 autocast (``fit(amp=)``), and so does the probe pass.
     """
     dims = len(shape)
     probe = (PROBE_EDGE[dims],) * dims
@@ -80,7 +113,9 @@ def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_m
 
     hooks = [m.register_forward_hook(count) for m in gen.modules() if not list(m.children())]
     try:
-        _probe_pass(gen, device, amp)  # counts the activations
+        with autocast(device, amp):
+            out = gen(0.0)
+        out.float().square().mean().backward()
     finally:
         for hook in hooks:
             hook.remove()
@@ -88,33 +123,4 @@ def estimate_fit(preset: str, shape: Sequence[int], channels: int = 1, stopper_m
     parameters = sum(p.numel() for p in gen.parameters()) * 4 * 4  # weights, grads, Adam moments
     # activations are kept for backward and their gradients live alongside: about twice
     needed = int(2 * sum(saved) * ratio + parameters + stopper_maps * 8 * math.prod(shape))
-    available = available_memory(device)
-    if needed <= available:  # time real steps at the real size
-        gen, ratio = build_generator(preset, shape, channels).to(device), 1.0
-    times = _step_times(gen, device, amp)
-    return Estimate(needed, statistics.median(times) * ratio, available,
-                    (min(times) * ratio, max(times) * ratio))
-
-
-def _step_times(gen: torch.nn.Module, device: torch.device, amp: bool) -> list[float]:
-    """Seconds of :data:`PROBE_PASSES` optimiser steps (forward, backward, Adam), after one
-    untimed step."""
-    optimizer = adam(gen.parameters(), 1e-3)
-    times = []
-    for index in range(PROBE_PASSES + 1):
-        start = perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        _probe_pass(gen, device, amp)
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if index:
-            times.append(perf_counter() - start)
-    return times
-
-
-def _probe_pass(gen: torch.nn.Module, device: torch.device, amp: bool) -> None:
-    """One forward (under autocast with ``amp``, as ``fit`` runs it) and backward pass."""
-    with autocast(device, amp):
-        out = gen(0.0)
-    out.float().square().mean().backward()
+    return Estimate(needed, available_memory(device))

@@ -339,11 +339,22 @@ def test_progress_without_a_terminal_is_a_log_line_now_and_then(caplog, monkeypa
     assert not isinstance(progress.progress_bar(5, "x", False), progress.LogProgress)
 
 
-def test_the_time_estimate_is_the_median_of_several_passes(monkeypatch):
+def test_the_time_estimate_is_the_median_of_the_probe_steps(monkeypatch):
     from medip.engine import estimate
 
-    # an untimed first step (one clock reading), then three: one stalls (a busy machine)
-    ticks = iter([0, 0, 1, 0, 100, 0, 1])
+    # made at 0; the first step ends at 5 (set-up and warm-up), then three: one stalls
+    ticks = iter([0, 5, 6, 106, 107])
     monkeypatch.setattr(estimate, "perf_counter", lambda: next(ticks))
-    result = estimate.estimate_fit("fast", (64, 64))
-    assert result.seconds_per_step == 1 and result.seconds_range == (1, 100)
+    clock = estimate.StepClock()
+    for step in range(4):
+        clock(None)
+    timed = clock.timed(estimate.Estimate(10, 20))
+    assert timed.seconds_per_step == 1 and timed.seconds_range == (1, 100)
+    assert timed.setup_seconds == 4  # the first step less one median step
+    assert timed.seconds(100, fits=3) == 3 * 4 + 100
+    with pytest.raises(ValueError, match="not timed"):
+        estimate.Estimate(10, 20).seconds(5)
+    with pytest.raises(ValueError, match="at least 2"):
+        estimate.StepClock(start=0.0).timed(timed)
+
+
