@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from time import perf_counter
 from typing import Sequence
 
@@ -76,8 +76,8 @@ class StepClock:
         steps = [b - a for a, b in zip(self.ends, self.ends[1:])]
         median = statistics.median(steps)
         setup = max(self.ends[0] - self.start - median, 0.0)
-        return Estimate(estimate.bytes_needed, estimate.bytes_available, median,
-                        (min(steps), max(steps)), setup, estimate.expected_seconds)
+        return replace(estimate, seconds_per_step=median, seconds_range=(min(steps), max(steps)),
+                       setup_seconds=setup)
 
 
 def available_memory(device: torch.device) -> int:
