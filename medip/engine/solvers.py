@@ -62,7 +62,8 @@ def conjugate_gradient(A: LinearOperator, y: torch.Tensor, sigma: float | None,
     real data a model error the noise level does not cover keeps the residual above the
     discrepancy, and later iterations fit it and the noise), or after ``iterations``; also when
     the normal-equation residual ``A^H (y - A x)`` falls to the rounding error of the data's
-    precision (:func:`_converged`). An iteration that raises the residual is undone. Returns
+    precision (:func:`_converged`); no iteration at all when ``y`` itself is within the target.
+    An iteration that raises the residual is undone. Returns
     the image, the iterations run and the final residual ``||A x - y||^2``."""
     target = _discrepancy(y, sigma) if target is None else target
     x = torch.zeros_like(A.adjoint(y))
@@ -72,6 +73,8 @@ def conjugate_gradient(A: LinearOperator, y: torch.Tensor, sigma: float | None,
     converged = _converged(r.dtype)
     misfit = -y  # A x - y, updated with A p so no iteration needs a second forward
     residual = float(y.abs().square().sum())
+    if target is not None and residual <= target:  # zero already explains y to its noise
+        return x, 0, residual
     for step in range(1, iterations + 1):
         forward = A.forward(p)
         Ap = A.adjoint(forward)

@@ -34,3 +34,17 @@ def test_the_discrepancy_target_of_a_consistent_problem_is_the_noise_energy(ct_m
     measured = float((y != 0).sum())
     sigma = 0.04 * 2 ** 0.5  # per complex sample
     assert abs(discrepancy_target(A, y, sigma) / (measured * sigma ** 2) - 1) < 1e-6
+
+
+def test_cg_takes_no_step_on_data_already_within_the_noise(ct_mu_256):
+    """The discrepancy principle before the first iteration: a residual of pure noise (what is
+    left after an image that already explains the data) gets no correction; a real signal does."""
+    A, y = _single_coil(ct_mu_256)
+    sigma = 0.04 * 2 ** 0.5
+    gen = torch.Generator().manual_seed(1)
+    noise = A(torch.complex(torch.randn(64, 64, generator=gen),
+                            torch.randn(64, 64, generator=gen))[None, None] * 0.02)  # sigma / 2
+    x, steps, residual = conjugate_gradient(A, noise, sigma)
+    assert steps == 0 and not x.abs().any()
+    assert residual == float(noise.abs().square().sum())
+    assert conjugate_gradient(A, y, sigma)[1] >= 1

@@ -43,8 +43,9 @@ def test_complex_inputs_pass_the_dot_test():
 
 @pytest.mark.parametrize("shape,sizes", [((2, 3, 8, 6), (8, 6)), ((1, 1, 5, 7, 4), (5, 7, 4)),
                                          ((1, 2, 9, 20), (64,))])
-def test_frequency_filter_on_half_the_spectrum_matches_the_full_fft(shape, sizes):
-    """Real inputs take the real FFT; complex ones and an explicit zero-padded full FFT agree."""
+def test_frequency_filter_matches_an_explicit_zero_padded_full_fft(shape, sizes):
+    """Real and complex inputs, one to three axes, padded or not: the filter equals an explicit
+    zero-padded full FFT, cropped back."""
     from medip.operators.spectral import FrequencyFilter
 
     response = 1 + frequency_radius(sizes)
