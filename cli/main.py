@@ -100,6 +100,11 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
                    "fine detail sooner, where the scan's spectrum rises above its estimated noise; "
                    "0 turns it off (default: the task's, " + ", ".join(
                        f"{s.name} {s.detail:g}" for s in specs) + ")")
+    if any(s.wiener for s in specs):
+        g.add_argument("--wiener", action=argparse.BooleanOptionalAction, help="refine the "
+                       "result by the empirical Wiener filter it implies with the estimated noise "
+                       "level, its shrink chosen by Stein's risk estimate (default: on for " +
+                       ", ".join(s.name for s in specs if s.wiener) + ")")
     g.add_argument("--mode", choices=modes, help=f"volume strategy (default {defaults.MODE})")
     if any(not s.fixed_axis for s in specs):
         g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")

@@ -69,6 +69,9 @@ class VolumeResult:
     noise_free: bool = False
     #: The generator preset the fits ran (given, or the task's for the mode).
     generator: str = defaults.PRESET
+    #: The shrink of the empirical Wiener refinement (``reconstruct_volume(wiener=)``), None
+    #: where the result was not refined.
+    wiener_shrink: float | None = None
 
 
 class _Member(NamedTuple):
@@ -98,8 +101,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        stopper: str | int = defaults.STOPPER, max_steps: int = defaults.MAX_STEPS,
                        warm_steps: int | None = None, lr: float | None = None,
                        residual: bool | None = None, tv: float | None = None,
-                       detail: float | None = None, noise_free: bool | None = None,
-                       seed: int = defaults.SEED, ensemble: int = defaults.ENSEMBLE,
+                       detail: float | None = None, wiener: bool | None = None,
+                       noise_free: bool | None = None, seed: int = defaults.SEED,
+                       ensemble: int = defaults.ENSEMBLE,
                        device: str = defaults.DEVICE, threads: int | None = None,
                        amp: bool = False, progress: bool | None = None,
                        check_memory: bool = True,
@@ -132,7 +136,10 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     seeded ``seed`` to ``seed + N - 1``, and returns the mean (and mean variance), at N times the
     time. ``amp``: the generators run under bfloat16 autocast (see :func:`medip.fit`: faster per
     step on CPUs with AMX, slightly lower PSNR). ``reference`` (a clean volume on the result's
-    grid) only adds PSNR/SSIM to each fit's history. ``method`` (tasks that offer classical
+    grid) only adds PSNR/SSIM to each fit's history. ``wiener`` (default: the task's spec,
+    on for denoising): refine the DIP result by the empirical Wiener filter it implies with the
+    task's noise level (:func:`medip.engine.wiener.wiener_refine`, planes across the slice
+    axis; the variance map stays the fits'). ``method`` (tasks that offer classical
     methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
     reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
     through the same slices and geometry so the two compare on the same data. Raises
@@ -164,6 +171,10 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                          f"{', '.join(spec.methods)}")
     if method != "dip":
         ensemble = 1  # deterministic: members would be identical
+    if wiener and not spec.wiener:
+        raise InputError(f"wiener=True refines a denoised scan by its noise level; "
+                         f"{spec.name!r} has no such refinement (leave wiener off)")
+    wiener = spec.wiener if wiener is None else wiener
     seeds = member_seeds(seed, ensemble)
     dev = pick_device(device)
     fit_options = fit_defaults(bound)
@@ -207,6 +218,12 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
             break
     image = sum(m.image for m in members) / len(members)
     variance = sum(m.variance for m in members) / len(members)
+    shrink = None
+    if wiener and method == "dip" and bound.sigma:  # a scan without noise keeps the fits'
+        refined = bound.refine(image, bound.stack_axis(axis))
+        image, shrink = refined.image, refined.shrink
+        log.info("%s: result refined by its empirical Wiener filter (shrink %g, chosen by "
+                 "Stein's risk estimate; wiener=False to skip)", spec.name, shrink)
     stops, runs, histories = ([v for m in members for v in getattr(m, name)]
                               for name in ("stops", "runs", "histories"))
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())
@@ -215,7 +232,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
         estimate = replace(estimate, expected_seconds=estimate.expected_seconds * len(seeds))
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
                         time.perf_counter() - start, mode, str(dev), estimate,
-                        histories, members[-1].interrupted, noise_free, generator)
+                        histories, members[-1].interrupted, noise_free, generator, shrink)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class JobOptions:
     lr: float | None = None
     tv: float | None = None  # None: the task's (TaskSpec.tv)
     detail: float | None = None  # None: the task's (TaskSpec.detail)
+    wiener: bool | None = None  # None: the task's (TaskSpec.wiener)
     seed: int = defaults.SEED
     ensemble: int = defaults.ENSEMBLE
     device: str = defaults.DEVICE
@@ -71,6 +72,9 @@ class JobOptions:
             flags = ", ".join(f"--{n.replace('_', '-')}" for n in foreign)
             raise InputError(f"{flags} do(es) not apply to {self.task}; its own options: "
                              f"{', '.join(spec.options) or 'none'}")
+        if self.wiener and not spec.wiener:
+            raise InputError(f"--wiener does not apply to {self.task} (only denoising refines its "
+                             f"result by the noise level)")
         if self.noise_free and not spec.noise_free:
             raise InputError(f"--noise-free does not apply to {self.task} (its measurements are "
                              f"noisy)")
@@ -82,7 +86,7 @@ class JobOptions:
         """The given ``preset``, else :data:`medip.defaults.PRESET`."""
         return self.preset or defaults.PRESET
 
-    def _given_or_task(self, name: str) -> float:
+    def _given_or_task(self, name: str) -> Any:
         """The option ``name`` as given, else the task's default (its spec)."""
         given = getattr(self, name)
         return given if given is not None else getattr(spec_of(self.task), name)
@@ -98,6 +102,10 @@ class JobOptions:
     def detail_strength(self) -> float:
         """The given ``detail``, else the task's default."""
         return self._given_or_task("detail")
+
+    def wiener_refined(self) -> bool:
+        """The given ``wiener``, else the task's default."""
+        return bool(self._given_or_task("wiener"))
 
 
 def option_names() -> set[str]:

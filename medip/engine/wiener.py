@@ -31,6 +31,10 @@ import torch.nn.functional as F
 PATCH = 8
 #: The shrinks ``a`` Stein's estimate chooses from: powers of two from 1/16 to 4.
 SHRINKS: tuple[float, ...] = tuple(2.0 ** k for k in range(-4, 3))
+#: Voxels Stein's estimate reads to choose the shrink: whole planes spread evenly through a
+#: stack until they hold this many (every plane of a smaller stack). The shrink is one number,
+#: and a million voxels estimate its risk to about 0.1 %.
+RISK_VOXELS = 1 << 20
 #: Patch rows per strip: bounds the memory of a large plane (a strip of a 512-wide plane holds
 #: about 33 k windows, 8 MB per coefficient array).
 _STRIP_ROWS = 64
@@ -65,8 +69,10 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     picks (see the module docstring).
 
     ``noisy`` and ``pilot`` are real ``(..., H, W)`` tensors of one shape; every 2D plane is
-    filtered on its own and one shrink serves them all (their risks are summed). Planes smaller
-    than ``patch`` use windows of their smaller side.
+    filtered on its own and one shrink serves them all (chosen on the summed risk of planes
+    holding about :data:`RISK_VOXELS` voxels). Planes smaller than ``patch`` use windows of their smaller
+    side. With ``sigma`` 0 there is no noise to weigh against: the pilot comes back unchanged
+    (shrink and risk NaN).
     """
     if noisy.shape != pilot.shape:
         raise ValueError(f"wiener_refine: the pilot has shape {tuple(pilot.shape)} but the noisy "
@@ -81,18 +87,22 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     if sigma == 0 or size < 2:  # nothing to weigh the pilot against
         return Refined(pilot.clone(), float("nan"), (float("nan"),))
     shape = noisy.shape
-    planes = [_Plane(y, p, size) for y, p in zip(noisy.detach().float().reshape(-1, *shape[-2:]),
-                                                   pilot.detach().float().reshape(-1, *shape[-2:]))]
-    risks = []
-    for shrink in shrinks:
-        total = 0.0
-        for plane in planes:
+    noisy_planes = noisy.detach().float().reshape(-1, *shape[-2:])
+    pilot_planes = pilot.detach().float().reshape(-1, *shape[-2:])
+    wanted = min(len(noisy_planes), math.ceil(RISK_VOXELS / noisy_planes[0].numel()))
+    chosen = torch.linspace(0, len(noisy_planes) - 1, wanted)
+    sums, count = [0.0] * len(shrinks), 0
+    for index in chosen.round().long().unique().tolist():  # one plane in memory at a time
+        plane = _Plane(noisy_planes[index], pilot_planes[index], size)
+        count += plane.noisy.numel()
+        for k, shrink in enumerate(shrinks):
             image, trace = plane.filtered(sigma, shrink)
-            total += float(((image - plane.noisy).double() ** 2).sum()) + 2 * sigma ** 2 * trace
-        risks.append(total / noisy.numel() - sigma ** 2)
+            sums[k] += float(((image - plane.noisy).double() ** 2).sum()) + 2 * sigma ** 2 * trace
+    risks = tuple(total / count - sigma ** 2 for total in sums)
     best = min(range(len(shrinks)), key=risks.__getitem__)
-    image = torch.stack([plane.filtered(sigma, shrinks[best])[0] for plane in planes])
-    return Refined(image.reshape(shape).to(pilot.dtype), float(shrinks[best]), tuple(risks))
+    image = torch.stack([_Plane(y, p, size).filtered(sigma, shrinks[best])[0]
+                         for y, p in zip(noisy_planes, pilot_planes)])
+    return Refined(image.reshape(shape).to(pilot.dtype), float(shrinks[best]), risks)
 
 
 class _Plane:
@@ -106,6 +116,7 @@ class _Plane:
         # Jacobian's diagonal of a window's filter sums the weights against the squared basis
         self.transform = torch.kron(basis, basis).T
         self.squared = self.transform ** 2
+        self.box = torch.ones(1, 1, size, size)
         pad = size - 1
         padded_y = F.pad(noisy[None, None], (pad,) * 4, mode="reflect")[0, 0]
         padded_p = F.pad(pilot[None, None], (pad,) * 4, mode="reflect")[0, 0]
@@ -128,17 +139,21 @@ class _Plane:
         diagonal = torch.zeros(self.padded_shape)
         for top, bottom, coefficients, energy in self.strips:
             weights = energy / (energy + shrink * sigma ** 2)
-            window_weight = 1 / (weights ** 2).sum(1, keepdim=True).clamp_min(1e-12)
-            estimate = (weights * coefficients) @ self.transform.T
-            own = weights @ self.squared.T  # d estimate(u, v) / d y(u, v) in each window
+            window_weight = 1 / (weights ** 2).sum(1).clamp_min(1e-12)
+            # (size^2, windows), the layout fold takes: each window's estimate, and the
+            # derivative of each of its pixels by the same noisy pixel (the pilot fixed)
+            estimate = self.transform @ (weights * coefficients).T
+            own = self.squared @ weights.T
             strip = (bottom - top, self.padded_shape[1])
 
             def fold(values: torch.Tensor) -> torch.Tensor:
-                return F.fold((values * window_weight).T[None], strip, self.size)[0, 0]
+                return F.fold((values * window_weight)[None], strip, self.size)[0, 0]
 
             numerator[top:bottom] += fold(estimate)
-            denominator[top:bottom] += fold(torch.ones_like(own))
             diagonal[top:bottom] += fold(own)
+            # every pixel's share of the window weights: their map summed over each window
+            weight_map = window_weight.reshape(1, 1, bottom - top - self.size + 1, -1)
+            denominator[top:bottom] += F.conv_transpose2d(weight_map, self.box)[0, 0]
         pad = self.size - 1
         inner = (slice(pad, pad + self.noisy.shape[0]), slice(pad, pad + self.noisy.shape[1]))
         image = numerator[inner] / denominator[inner]

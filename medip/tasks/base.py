@@ -18,6 +18,7 @@ import torch
 
 from ..engine.fitting import Result, robust_scale
 from ..engine.losses import Loss
+from ..engine.wiener import Refined
 from ..errors import InputError
 from ..io.volume import Volume
 from ..operators import LinearOperator
@@ -100,6 +101,11 @@ class Task:
         """The fit problem of ``region`` (slices of the array). With ``plane_axis`` the region's
         extent along that axis becomes channels of a 2D fit; without, it is one 3D fit."""
         raise NotImplementedError
+
+    def refine(self, image: torch.Tensor, axis: int) -> Refined:
+        """The reconstructed ``image`` (array order, output units) refined by the empirical Wiener
+        filter it implies in the planes across ``axis`` (tasks whose spec has ``wiener``)."""
+        raise NotImplementedError(f"{self.name} has no Wiener refinement")
 
     def scale(self) -> float:
         """One normalisation for every fit of this measurement, so warm starts carry over."""

@@ -9,13 +9,14 @@ for super-resolution), on the fine grid's geometry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from .. import defaults
+from ..engine.wiener import Refined, wiener_refine
 from ..errors import InputError
 from ..io.volume import Volume
 from ..operators import Downsample, Identity, LinearOperator, Mask, estimate_sigma
@@ -93,7 +94,8 @@ def scan_noise(array: np.ndarray, known: np.ndarray | None = None) -> float:
 @dataclass
 class Denoise(_ScanTask):
     """Gaussian-noise removal: ``A`` is the identity. The noise level is estimated from the scan
-    (:func:`scan_noise`) and sets the fit's noise floor (``fit(noise_level=)``)."""
+    (:func:`scan_noise`) and sets the fit's noise floor (``fit(noise_level=)``); the result is
+    refined by the empirical Wiener filter it implies (:meth:`refine`)."""
 
     spec = SPECS["denoise"]
 
@@ -104,6 +106,13 @@ class Denoise(_ScanTask):
     def problem(self, region: Region, plane_axis: int | None) -> Problem:
         y = cut(self.measured.array, region, plane_axis)
         return Problem(Identity(), y, tuple(y.shape[2:]), sigma=self.sigma)
+
+    def refine(self, image: torch.Tensor, axis: int) -> Refined:
+        """:func:`~medip.engine.wiener.wiener_refine` of the scan with ``image`` as the pilot,
+        plane by plane across ``axis``, one shrink for the whole volume."""
+        noisy = torch.from_numpy(np.asarray(self.measured.array, dtype=np.float32))
+        refined = wiener_refine(noisy.movedim(axis, 0), image.movedim(axis, 0), self.sigma)
+        return replace(refined, image=refined.image.movedim(0, axis).contiguous())
 
 
 @dataclass

@@ -19,7 +19,9 @@ class TaskSpec:
     operator acts voxel by voxel, so a volume can be cut into patches and slabs of slices;
     ``modes``: the volume strategies it supports; ``lr``/``residual``/``tv``/``detail``: the fit
     defaults the benchmarks chose (``tv``: :func:`medip.fit`'s total-variation prior;
-    ``detail``: its fine-detail weight on the residual); ``slab``: slices
+    ``detail``: its fine-detail weight on the residual); ``wiener``: the result is refined by the
+    empirical Wiener filter that it and the task's noise level imply
+    (:func:`medip.engine.wiener.wiener_refine`; tasks without it refuse the option); ``slab``: slices
     per fit in ``slices`` mode; ``noise_free``: whether its measurements can be exact
     (``noise_free=True`` accepted). Every task's fits run the generator preset
     :data:`medip.defaults.PRESET`.
@@ -35,6 +37,7 @@ class TaskSpec:
     residual: bool = False
     tv: float = 0.0
     detail: float = 0.0
+    wiener: bool = False
     slab: int = 1
     noise_free: bool = False
     fixed_axis: bool = False  # the measurement is a stack of 2D measurements along its first axis
@@ -61,6 +64,9 @@ DENOISE_TV = 4.0
 # weight (+0.85 dB at 10/255, -1.6 dB at 50/255: it fits the noise's frequencies) lost. The
 # strength, 4, was set before the run and not tuned on it.
 DENOISE_DETAIL = 4.0
+# Denoising's result is refined by the empirical Wiener filter it implies, its shrink chosen by
+# Stein's unbiased risk estimate: see medip.engine.wiener for the measurement.
+DENOISE_WIENER = True
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.
 SUPERRES_LR = 0.02
@@ -73,7 +79,7 @@ SUPERRES_LR = 0.02
 SPECS: dict[str, TaskSpec] = {spec.name: spec for spec in (
     TaskSpec("denoise", "remove noise from a scan", _SCAN, voxelwise=True,
              modes=("slices", "3d", "patches"), slab=DENOISE_SLAB, tv=DENOISE_TV,
-             detail=DENOISE_DETAIL),
+             detail=DENOISE_DETAIL, wiener=DENOISE_WIENER),
     TaskSpec("inpaint", "fill unknown voxels (--mask FILE: nonzero = known)", _SCAN,
              options=("mask",), voxelwise=True, modes=("slices", "3d", "patches"),
              noise_free=True),

@@ -54,6 +54,7 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
     record = json.loads((tmp_path / "a.nii.gz.medip.json").read_text())
     assert record["options"]["max_steps"] == 40 and record["seed"] == 0
     assert record["options"]["amp"] is False  # float32 unless asked
+    assert record["options"]["wiener"] is True and record["wiener_shrink"] > 0  # refined
     assert record["device"] == "cpu" and set(record["versions"]) >= {"medip", "torch", "monai",
                                                                      "pydicom", "nibabel"}
     assert record["metrics"]["psnr_db"] > 0 and str(noisy_series) in record["input_sha256"]
@@ -63,12 +64,15 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
 
 def test_config_file_and_flags_override_it(noisy_series, tmp_path):
     config = tmp_path / "medip.toml"
-    config.write_text('max-steps = 30\nseed = 7\npreset = "decoder"\namp = true\n')
+    config.write_text('max-steps = 30\nseed = 7\npreset = "decoder"\namp = true\n'
+                      'wiener = true\n')
     main(["denoise", str(noisy_series), "-o", str(tmp_path / "c.nii.gz"), "--config", str(config),
-          "--seed", "3", "--no-amp", "--quiet"])
-    options = json.loads((tmp_path / "c.nii.gz.medip.json").read_text())["options"]
+          "--seed", "3", "--no-amp", "--no-wiener", "--quiet"])
+    record = json.loads((tmp_path / "c.nii.gz.medip.json").read_text())
+    options = record["options"]
     assert (options["max_steps"], options["seed"], options["preset"]) == (30, 3, "decoder")
-    assert options["amp"] is False  # the flag over the config
+    assert options["amp"] is False and options["wiener"] is False  # the flags over the config
+    assert record["wiener_shrink"] is None
     config.write_text("magic = 1\n")
     err = run("denoise", noisy_series, "-o", tmp_path / "d.nii.gz", "--config", config, check_rc=1)
     assert "unknown option(s) magic" in err.stderr and len(err.stderr.strip().splitlines()) == 1
@@ -85,6 +89,11 @@ def test_each_command_offers_only_its_tasks_options(tmp_path):
     err = run("denoise", tmp_path / "x.nii.gz", "-o", tmp_path / "y.nii.gz", "--config", config,
               check_rc=1)
     assert "--acceleration do(es) not apply to denoise" in err.stderr
+    assert "--wiener" in denoise and "--wiener" not in ct
+    config.write_text("wiener = true\n")
+    err = run("inpaint", tmp_path / "x.nii.gz", "-o", tmp_path / "y.nii.gz", "--config", config,
+              check_rc=1)
+    assert "--wiener does not apply to inpaint" in err.stderr
 
 
 def test_a_diverging_fit_is_one_line(noisy_series, tmp_path):
