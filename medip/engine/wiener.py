@@ -14,8 +14,10 @@ image from :data:`SHRINKS` by Stein's unbiased risk estimate with the noise leve
 clean image: for a filter that is linear in the noisy image ``y`` (the pilot held fixed),
 ``E|g(y) - x|^2 / n = |g(y) - y|^2 / n - sigma^2 + 2 sigma^2 tr(dg/dy) / n``, and the trace is
 summed exactly from the weights. On the stop test bed's 12 denoised 128^2 slices (4 scans, noise
-10, 25 and 50/255) the refinement raised medip's result by a median +0.62 dB (-0.09 to +1.63 dB;
-``python -m benchmarks.engine wiener``, benchmarks/results/2026-12-05-vm-wiener.md).
+10, 25 and 50/255), where it was designed, the refinement raised medip's result by a median
++0.55 dB (-0.11 to +1.63 dB), and on 12 held-out native-resolution slices by +0.22 dB (-0.46 to
++2.03 dB: gains at 10/255, losses at 50/255 on smooth CT); ``python -m benchmarks.wiener``,
+benchmarks/results/2026-12-05-vm-wiener.md.
 """
 
 from __future__ import annotations
@@ -92,16 +94,22 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     wanted = min(len(noisy_planes), math.ceil(RISK_VOXELS / noisy_planes[0].numel()))
     chosen = torch.linspace(0, len(noisy_planes) - 1, wanted)
     sums, count = [0.0] * len(shrinks), 0
-    for index in chosen.round().long().unique().tolist():  # one plane in memory at a time
+    # the risk planes' windows one plane at a time; their images for every shrink are kept
+    # (about len(shrinks) x RISK_VOXELS voxels), so that only the other planes are filtered again
+    tried: dict[int, list[torch.Tensor]] = {}
+    for index in chosen.round().long().unique().tolist():
         plane = _Plane(noisy_planes[index], pilot_planes[index], size)
         count += plane.noisy.numel()
+        tried[index] = []
         for k, shrink in enumerate(shrinks):
             image, trace = plane.filtered(sigma, shrink)
             sums[k] += float(((image - plane.noisy).double() ** 2).sum()) + 2 * sigma ** 2 * trace
+            tried[index].append(image)
     risks = tuple(total / count - sigma ** 2 for total in sums)
     best = min(range(len(shrinks)), key=risks.__getitem__)
-    image = torch.stack([_Plane(y, p, size).filtered(sigma, shrinks[best])[0]
-                         for y, p in zip(noisy_planes, pilot_planes)])
+    image = torch.stack([tried[i][best] if i in tried else
+                         _Plane(y, p, size).filtered(sigma, shrinks[best])[0]
+                         for i, (y, p) in enumerate(zip(noisy_planes, pilot_planes))])
     return Refined(image.reshape(shape).to(pilot.dtype), float(shrinks[best]), risks)
 
 
