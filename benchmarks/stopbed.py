@@ -53,6 +53,12 @@ def _slice(name: str, index: int | None = None) -> torch.Tensor:
     plane = array[:, :, array.shape[2] // 2 if index is None else index]
     image = F.interpolate(torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))[None, None],
                           size=(SIZE, SIZE), mode="area")
+    return unit_range(image)
+
+
+def unit_range(image: torch.Tensor) -> torch.Tensor:
+    """``image`` clipped at its 0.1 % quantile (outliers below the anatomy) and scaled to
+    [0, 1]."""
     image = image.clamp(min=float(torch.quantile(image.flatten(), 0.001)))
     return (image - image.min()) / (image.max() - image.min())
 

@@ -74,11 +74,11 @@ def main(names: list[str]) -> None:
         clean = volume.array.astype(np.float32)
         sigma = sigma_of(torch.from_numpy(clean), level)
         noisy = gaussian(torch.from_numpy(clean), sigma, seed=0).numpy()
+        noisy_volume = volume.with_array(noisy)
         start = time.perf_counter()
-        res = medip.reconstruct_volume(volume.with_array(noisy), "denoise", wiener=False,
-                                       progress=False)
+        res = medip.reconstruct_volume(noisy_volume, "denoise", wiener=False, progress=False)
         fitted = time.perf_counter() - start
-        task = make_task("denoise", volume.with_array(noisy))
+        task = make_task("denoise", noisy_volume)
         refined = task.refine(torch.from_numpy(res.volume.array), task.stack_axis(None))
         outputs = {"medip (defaults)": (refined.image.numpy(), time.perf_counter() - start),
                    "medip without the Wiener refinement (wiener=False)": (res.volume.array,

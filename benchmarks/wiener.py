@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -35,16 +33,12 @@ from medip.tasks import fit_defaults
 
 from .cases import _skimage
 from .common import non_commercial, write_results
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-LEVELS = (10 / 255, 25 / 255, 50 / 255)
+from .stopbed import DATA, LEVELS, images, unit_range
 
 
 def _scaled(plane: np.ndarray) -> torch.Tensor:
-    """A plane as ``(1, 1, H, W)``, clipped at its 0.1 % quantile and scaled to [0, 1]."""
-    image = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
-    image = image.clamp(min=float(torch.quantile(image.flatten(), 0.001)))
-    return ((image - image.min()) / (image.max() - image.min()))[None, None]
+    """A plane as ``(1, 1, H, W)`` in [0, 1], as the stop test bed scales its slices."""
+    return unit_range(torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32)))[None, None]
 
 
 def _crop(plane: np.ndarray, size: int = 256) -> np.ndarray:
@@ -76,8 +70,6 @@ def held_out() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
 
 
 def bed() -> list[tuple[str, torch.Tensor, torch.Tensor, float]]:
-    from .stopbed import images
-
     return [(i.name, i.y, i.clean, i.sigma) for i in images() if i.task == "denoise"]
 
 
@@ -125,11 +117,11 @@ def _summary(rows: list[dict]) -> dict:
 def main(which: str | None = None) -> None:
     sets = {"bed": bed, "held-out": held_out}
     rows, summary = [], {}
-    for label, images in sets.items():
+    for label, load in sets.items():
         if which not in (None, label):
             continue
         part = []
-        for name, noisy, clean, sigma in images():
+        for name, noisy, clean, sigma in load():
             part.append({"set": label, **_row(name, noisy, clean, sigma)})
             print(part[-1], flush=True)
         summary[label] = _summary(part)
