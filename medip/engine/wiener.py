@@ -1,23 +1,29 @@
 """Empirical Wiener refinement: the second stage of a two-stage denoiser, with a DIP as the first.
 
-A denoised estimate (the *pilot*) says, patch by patch, which local frequencies of the image hold
-signal. The refinement takes the noisy image's own coefficients in an orthonormal 2D DCT of every
-overlapping ``patch x patch`` window and keeps each in the share ``P^2 / (P^2 + a sigma^2)``,
-where ``P`` is the pilot's coefficient: the Wiener filter that the pilot's energies imply
-(Ghael, Sayeed and Baraniuk 1997, empirical Wiener filtering; Dabov et al. 2007 run the same
-weights on groups of matched patches in BM3D's second step). The windows are averaged back, each
-weighted by the inverse of the noise it lets through (``1 / sum W^2``, as in BM3D).
+A denoised estimate (the *pilot*) says, window by window, which local frequencies of the image
+hold signal. The refinement takes the noisy image's own coefficients in an orthonormal DCT of
+every overlapping window (``side x side`` in a plane; ``depth x side x side`` across the
+neighbouring planes of a stack, whose slices share structure) and keeps each in the share
+``P^2 / (P^2 + a sigma^2)``, where ``P`` is the pilot's coefficient: the Wiener filter that the
+pilot's energies imply (Ghael, Sayeed and Baraniuk 1997, empirical Wiener filtering; Dabov et al.
+2007 run the same weights on groups of matched patches in BM3D's second step). The windows are
+averaged back, each weighted by the inverse of the noise it lets through (``1 / sum W^2``, as in
+BM3D).
 
 A DIP's output is smoother than the image (it stops before the fit learns fine detail), so its
-energies understate the signal and ``a = 1`` shrinks too much; the shrink ``a`` is chosen per
-image from :data:`SHRINKS` by Stein's unbiased risk estimate with the noise level, which needs no
-clean image: for a filter that is linear in the noisy image ``y`` (the pilot held fixed),
+energies understate the signal and ``a = 1`` shrinks too much. The shrink (from
+:data:`SHRINKS`) and the window (from :data:`WINDOWS`) are chosen per scan by Stein's unbiased
+risk estimate with the noise level, which needs no clean image: for a filter that is linear in
+the noisy image ``y`` (the pilot held fixed),
 ``E|g(y) - x|^2 / n = |g(y) - y|^2 / n - sigma^2 + 2 sigma^2 tr(dg/dy) / n``, and the trace is
-summed exactly from the weights. On the stop test bed's 12 denoised 128^2 slices (4 scans, noise
-10, 25 and 50/255), where it was designed, the refinement raised medip's result by a median
-+0.55 dB (-0.11 to +1.63 dB), and on 12 held-out native-resolution slices by +0.22 dB (-0.46 to
-+2.03 dB: gains at 10/255, losses at 50/255 on smooth CT); ``python -m benchmarks.wiener``,
-benchmarks/results/2026-12-05-vm-wiener.md.
+summed exactly from the weights, over the voxels whose mirror image in the border padding never
+shares a window with them (all but a band at most 3 voxels wide inside the edges).
+
+On the stop test bed's 12 denoised 128^2 slices (4 scans, noise 10, 25 and 50/255), where it was
+designed, the refinement raised medip's result by a median +0.55 dB (-0.11 to +1.63 dB), and on
+12 held-out native-resolution slices by +0.22 dB (-0.46 to +2.03 dB: gains at 10/255, losses at
+50/255 on smooth CT); ``python -m benchmarks.wiener``, benchmarks/results/2026-12-05-vm-wiener.md.
+On volumes see :data:`WINDOWS`.
 """
 
 from __future__ import annotations
@@ -29,31 +35,45 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-#: The DCT window's side: BM3D's 8x8 (not tuned here).
-PATCH = 8
+#: The windows Stein's estimate chooses from, as (depth across a stack's planes, side in the
+#: plane): BM3D's 8x8 in each plane on its own, and three windows across neighbouring planes,
+#: which see what a volume's slices share. Windows deeper than the stack are left out (a 2D
+#: image has only the 8x8). On six real 15-slice chunks of four scans (2 mm T1 at 10 and
+#: 50/255, clinical T1 with 6.5 mm slices at 25/255, chest CT with 5 mm slices at 10 and
+#: 50/255, an EPI frame at 25/255), Stein's choice among these four came within 0.09 dB of the
+#: best of seven fixed windows on every chunk and raised the DIP result by +0.70 to +2.26 dB
+#: (the 8x8 alone: -0.51 to +1.85 dB); the 3x8x8 suits the thick slices, the 4x4x4 the thin.
+#: ``python -m benchmarks.wiener_windows``, benchmarks/results/2026-12-05-vm-wiener-windows.md.
+WINDOWS: tuple[tuple[int, int], ...] = ((1, 8), (3, 8), (4, 4), (4, 6))
 #: The shrinks ``a`` Stein's estimate chooses from: powers of two from 1/16 to 4.
 SHRINKS: tuple[float, ...] = tuple(2.0 ** k for k in range(-4, 3))
-#: Voxels Stein's estimate reads to choose the shrink: whole planes spread evenly through a
-#: stack until they hold this many (every plane of a smaller stack). The shrink is one number,
-#: and a million voxels estimate its risk to about 0.1 %.
+#: Voxels Stein's estimate reads to choose the window and shrink: whole planes spread evenly
+#: through a stack until they hold this many (every plane of a smaller stack). A million voxels
+#: estimate each risk to about 0.1 %.
 RISK_VOXELS = 1 << 20
-#: Patch rows per strip: bounds the memory of a large plane (a strip of a 512-wide plane holds
-#: about 33 k windows, 8 MB per coefficient array).
+#: Voxels of the planes filtered together: bounds the memory of a large stack's accumulators
+#: (16 planes of 512^2: about 60 MB), at the cost of refiltering the windows that straddle two
+#: groups.
+_GROUP_VOXELS = 1 << 22
+#: Window rows per strip: bounds the memory of a large plane (a strip of a 512-wide plane holds
+#: about 33 k windows, 8 MB per coefficient array and window plane).
 _STRIP_ROWS = 64
 
 
 @dataclass(frozen=True)
 class Refined:
-    """The refined image, the shrink Stein's estimate chose and its estimated mean squared error
-    per voxel (``risks``: the estimate for every shrink tried, in the order of ``shrinks``)."""
+    """The refined image, the window (depth, side) and shrink Stein's estimate chose, and its
+    estimated mean squared error per voxel for every ``(depth, side, shrink)`` tried
+    (``risks``)."""
 
     image: torch.Tensor
     shrink: float
-    risks: tuple[float, ...]
+    window: tuple[int, int]
+    risks: dict[tuple[int, int, float], float]
 
     @property
     def risk(self) -> float:
-        return min(self.risks)
+        return min(self.risks.values())
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -65,104 +85,157 @@ def dct_matrix(n: int) -> torch.Tensor:
 
 
 def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
-                  patch: int = PATCH, shrinks: Sequence[float] = SHRINKS) -> Refined:
+                  windows: Sequence[tuple[int, int]] = WINDOWS,
+                  shrinks: Sequence[float] = SHRINKS) -> Refined:
     """Refine ``pilot``, a denoised estimate of ``noisy`` (white Gaussian noise of std
-    ``sigma``), by the empirical Wiener filter it implies, with the shrink Stein's estimate
-    picks (see the module docstring).
+    ``sigma``), by the empirical Wiener filter it implies, with the window and shrink Stein's
+    estimate picks (see the module docstring).
 
-    ``noisy`` and ``pilot`` are real ``(..., H, W)`` tensors of one shape; every 2D plane is
-    filtered on its own and one shrink serves them all (chosen on the summed risk of planes
-    holding about :data:`RISK_VOXELS` voxels). Planes smaller than ``patch`` use windows of their smaller
-    side. With ``sigma`` 0 there is no noise to weigh against: the pilot comes back unchanged
-    (shrink and risk NaN).
+    ``noisy`` and ``pilot`` are real ``(H, W)`` images or ``(D, H, W)`` stacks of one shape,
+    with any leading dimensions of size 1 (a fit's ``(1, 1, H, W)`` image is one plane).
+    ``windows``: ``(depth, side)`` pairs, a window spanning ``depth`` neighbouring planes and
+    ``side x side`` voxels in each (those deeper than the stack are left out; sides larger than
+    a plane shrink to its smaller side). One window and shrink serve the whole stack, chosen on
+    the summed risk of planes holding about :data:`RISK_VOXELS` voxels. With ``sigma`` 0 there
+    is no noise to weigh against: the pilot comes back unchanged (shrink NaN, no risks).
     """
     if noisy.shape != pilot.shape:
         raise ValueError(f"wiener_refine: the pilot has shape {tuple(pilot.shape)} but the noisy "
                          f"image {tuple(noisy.shape)}")
-    if noisy.is_complex() or pilot.is_complex() or noisy.ndim < 2:
-        raise ValueError("wiener_refine: needs real images of at least 2 dimensions")
+    if (noisy.is_complex() or pilot.is_complex() or noisy.ndim < 2
+            or any(n != 1 for n in noisy.shape[:-3])):
+        raise ValueError("wiener_refine: needs real (H, W) images or (D, H, W) stacks (leading "
+                         f"dims of size 1 allowed), got {tuple(noisy.shape)} {noisy.dtype}")
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"wiener_refine: sigma must be a finite number >= 0, got {sigma}")
-    if not shrinks:
-        raise ValueError("wiener_refine: needs at least one shrink")
-    size = min(patch, *noisy.shape[-2:])
-    if sigma == 0 or size < 2:  # nothing to weigh the pilot against
-        return Refined(pilot.clone(), float("nan"), (float("nan"),))
+    if not shrinks or not windows or min(min(window) for window in windows) < 1:
+        raise ValueError("wiener_refine: needs at least one shrink and windows of sides >= 1")
     shape = noisy.shape
-    noisy_planes = noisy.detach().float().reshape(-1, *shape[-2:])
-    pilot_planes = pilot.detach().float().reshape(-1, *shape[-2:])
-    wanted = min(len(noisy_planes), math.ceil(RISK_VOXELS / noisy_planes[0].numel()))
-    chosen = torch.linspace(0, len(noisy_planes) - 1, wanted)
-    sums, count = [0.0] * len(shrinks), 0
-    # the risk planes' windows one plane at a time; their images for every shrink are kept
-    # (about len(shrinks) x RISK_VOXELS voxels), so that only the other planes are filtered again
-    tried: dict[int, list[torch.Tensor]] = {}
-    for index in chosen.round().long().unique().tolist():
-        plane = _Plane(noisy_planes[index], pilot_planes[index], size)
-        count += plane.noisy.numel()
-        tried[index] = []
-        for k, shrink in enumerate(shrinks):
-            image, trace = plane.filtered(sigma, shrink)
-            sums[k] += float(((image - plane.noisy).double() ** 2).sum()) + 2 * sigma ** 2 * trace
-            tried[index].append(image)
-    risks = tuple(total / count - sigma ** 2 for total in sums)
-    best = min(range(len(shrinks)), key=risks.__getitem__)
-    image = torch.stack([tried[i][best] if i in tried else
-                         _Plane(y, p, size).filtered(sigma, shrinks[best])[0]
-                         for i, (y, p) in enumerate(zip(noisy_planes, pilot_planes))])
-    return Refined(image.reshape(shape).to(pilot.dtype), float(shrinks[best]), risks)
+    noisy_stack = noisy.detach().float().reshape(-1, *shape[-2:])
+    pilot_stack = pilot.detach().float().reshape(-1, *shape[-2:])
+    planes, smaller = len(noisy_stack), min(shape[-2:])
+    candidates = sorted({(depth, min(side, smaller)) for depth, side in windows
+                         if depth <= planes})
+    if not candidates:
+        raise ValueError(f"wiener_refine: every window of {tuple(windows)} is deeper than the "
+                         f"{planes} plane(s) given; add a window of depth 1")
+    if sigma == 0 or smaller < 2:  # nothing to weigh the pilot against
+        return Refined(pilot.clone(), float("nan"), candidates[0], {})
+    chosen = torch.linspace(0, planes - 1, min(planes, math.ceil(
+        RISK_VOXELS / noisy_stack[0].numel()))).round().long().unique().tolist()
+    group = max(1, _GROUP_VOXELS // noisy_stack[0].numel())
+    # Stein's estimate needs the exact Jacobian diagonal, which the windows give for every
+    # voxel but those whose mirror image in the padding shares a window with them; every
+    # window's risk is read on the same voxels
+    exact = [_unmirrored(n, extent) for n, extent in zip(noisy_stack.shape, (
+        max(depth for depth, _ in candidates), max(side for _, side in candidates),
+        max(side for _, side in candidates)))]
+    # the risk planes' images for every window and shrink are kept (about len(windows) x
+    # len(shrinks) x RISK_VOXELS voxels), so that only the other planes are filtered again
+    tried: dict[tuple[int, int, float], dict[int, torch.Tensor]] = {}
+    sums: dict[tuple[int, int, float], float] = {}
+    for depth, side in candidates:
+        stack = _Stack(noisy_stack, pilot_stack, depth, side)
+        for lo, hi in _runs(chosen, group):
+            mask = exact[0][lo:hi, None, None] & exact[1][:, None] & exact[2]
+            for shrink, (images, diagonal) in zip(shrinks, stack.filtered(lo, hi, sigma,
+                                                                          shrinks)):
+                key = (depth, side, float(shrink))
+                error = ((images - noisy_stack[lo:hi]).double() ** 2)[mask].sum()
+                risk = float(error + 2 * sigma ** 2 * diagonal.double()[mask].sum())
+                sums[key] = sums.get(key, 0.0) + risk
+                tried.setdefault(key, {}).update(zip(range(lo, hi), images))
+    count = sum(int(exact[0][index]) for index in chosen) * int(exact[1].sum() * exact[2].sum())
+    risks = {key: total / count - sigma ** 2 for key, total in sums.items()}
+    depth, side, shrink = best = min(risks, key=risks.__getitem__)
+    image = torch.empty_like(noisy_stack)
+    for index, plane in tried[best].items():
+        image[index] = plane
+    rest = [index for index in range(planes) if index not in tried[best]]
+    if rest:
+        stack = _Stack(noisy_stack, pilot_stack, depth, side)
+        for lo, hi in _runs(rest, group):
+            image[lo:hi] = stack.filtered(lo, hi, sigma, (shrink,), diagonal=False)[0][0]
+    return Refined(image.reshape(shape).to(pilot.dtype), shrink, (depth, side), risks)
 
 
-class _Plane:
-    """One plane's windows in the DCT, computed once for every shrink tried: the noisy image's
-    coefficients and the pilot's energies, a strip of window rows at a time."""
+def _unmirrored(n: int, extent: int) -> torch.Tensor:
+    """Which of ``n`` indices along an axis padded by reflection for windows of ``extent`` share
+    no window with their own mirror image: all but ``1 .. (extent - 1) // 2`` from either end
+    (the edge itself is not mirrored)."""
+    index = torch.arange(n)
+    near = torch.minimum(index, n - 1 - index)
+    return (near == 0) | (near > (extent - 1) // 2)
 
-    def __init__(self, noisy: torch.Tensor, pilot: torch.Tensor, size: int) -> None:
-        self.noisy, self.size = noisy, size
-        basis = dct_matrix(size)
-        # the 2D DCT of a flattened window is one product with the Kronecker basis; the
-        # Jacobian's diagonal of a window's filter sums the weights against the squared basis
-        self.transform = torch.kron(basis, basis).T
+
+def _runs(indices: Sequence[int], longest: int) -> list[tuple[int, int]]:
+    """Sorted plane indices as ``[lo, hi)`` runs of neighbours, each at most ``longest``."""
+    runs: list[tuple[int, int]] = []
+    for index in sorted(indices):
+        if runs and runs[-1][1] == index and index - runs[-1][0] < longest:
+            runs[-1] = (runs[-1][0], index + 1)
+        else:
+            runs.append((index, index + 1))
+    return runs
+
+
+class _Stack:
+    """A stack's ``depth x size x size`` windows in the DCT: the noisy stack and the pilot,
+    padded by reflection so that every voxel is seen by as many windows."""
+
+    def __init__(self, noisy: torch.Tensor, pilot: torch.Tensor, depth: int, size: int) -> None:
+        self.depth, self.size, self.shape = depth, size, noisy.shape
+        basis = dct_matrix(depth) if depth > 1 else torch.ones(1, 1)
+        square = dct_matrix(size)
+        # the DCT of a flattened window (depth-major) is one product with the Kronecker basis;
+        # the Jacobian's diagonal of a window's filter sums the weights against its square
+        self.transform = torch.kron(basis, torch.kron(square, square)).T
         self.squared = self.transform ** 2
         self.box = torch.ones(1, 1, size, size)
-        pad = size - 1
-        padded_y = F.pad(noisy[None, None], (pad,) * 4, mode="reflect")[0, 0]
-        padded_p = F.pad(pilot[None, None], (pad,) * 4, mode="reflect")[0, 0]
-        self.padded_shape = padded_y.shape
-        rows = padded_y.shape[0] - size + 1
-        self.strips = []
-        for top in range(0, rows, _STRIP_ROWS):
-            bottom = min(top + _STRIP_ROWS, rows) + size - 1  # the strip's last pixel row + 1
-            coefficients = self._windows(padded_y[top:bottom]) @ self.transform
-            energy = (self._windows(padded_p[top:bottom]) @ self.transform) ** 2
-            self.strips.append((top, bottom, coefficients, energy))
+        pad = (size - 1,) * 4 + (depth - 1,) * 2
+        self.noisy = F.pad(noisy[None, None], pad, mode="reflect")[0, 0]
+        self.pilot = F.pad(pilot[None, None], pad, mode="reflect")[0, 0]
 
-    def _windows(self, strip: torch.Tensor) -> torch.Tensor:
-        return F.unfold(strip[None, None], self.size)[0].T  # (windows, size^2)
+    def _windows(self, stack: torch.Tensor, first: int, top: int, bottom: int) -> torch.Tensor:
+        """The windows starting on padded plane ``first`` whose rows lie in ``[top, bottom)``:
+        ``(windows, depth * size^2)``."""
+        slab = stack[first:first + self.depth, top:bottom]
+        tiles = slab.unfold(1, self.size, 1).unfold(2, self.size, 1)  # (depth, r, c, k, k)
+        return tiles.permute(1, 2, 0, 3, 4).reshape(-1, self.transform.shape[0])
 
-    def filtered(self, sigma: float, shrink: float) -> tuple[torch.Tensor, float]:
-        """The filtered plane and the trace of the filter's Jacobian (the pilot held fixed)."""
-        numerator = torch.zeros(self.padded_shape)
-        denominator = torch.zeros(self.padded_shape)
-        diagonal = torch.zeros(self.padded_shape)
-        for top, bottom, coefficients, energy in self.strips:
-            weights = energy / (energy + shrink * sigma ** 2)
-            window_weight = 1 / (weights ** 2).sum(1).clamp_min(1e-12)
-            # (size^2, windows), the layout fold takes: each window's estimate, and the
-            # derivative of each of its pixels by the same noisy pixel (the pilot fixed)
-            estimate = self.transform @ (weights * coefficients).T
-            own = self.squared @ weights.T
-            strip = (bottom - top, self.padded_shape[1])
-
-            def fold(values: torch.Tensor) -> torch.Tensor:
-                return F.fold((values * window_weight)[None], strip, self.size)[0, 0]
-
-            numerator[top:bottom] += fold(estimate)
-            diagonal[top:bottom] += fold(own)
-            # every pixel's share of the window weights: their map summed over each window
-            weight_map = window_weight.reshape(1, 1, bottom - top - self.size + 1, -1)
-            denominator[top:bottom] += F.conv_transpose2d(weight_map, self.box)[0, 0]
-        pad = self.size - 1
-        inner = (slice(pad, pad + self.noisy.shape[0]), slice(pad, pad + self.noisy.shape[1]))
-        image = numerator[inner] / denominator[inner]
-        return image, float((diagonal[inner] / denominator[inner]).double().sum())
+    def filtered(self, lo: int, hi: int, sigma: float, shrinks: Sequence[float],
+                 diagonal: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Planes ``[lo, hi)`` filtered with each shrink, and (``diagonal``) each filter's
+        derivative of every voxel by the same noisy voxel at the same place (the pilot held
+        fixed; the Jacobian's diagonal, but for the mirrored voxels of :func:`_unmirrored`)."""
+        k, depth = self.size, self.depth
+        spans = hi - lo + 2 * (depth - 1)  # the padded planes the windows of [lo, hi) touch
+        accumulators = torch.zeros(len(shrinks), 3, spans, *self.noisy.shape[1:])
+        rows = self.noisy.shape[1] - k + 1
+        for first in range(lo, hi + depth - 1):  # the windows' first padded plane
+            for top in range(0, rows, _STRIP_ROWS):
+                bottom = min(top + _STRIP_ROWS, rows) + k - 1  # the strip's last row + 1
+                coefficients = self._windows(self.noisy, first, top, bottom) @ self.transform
+                energy = (self._windows(self.pilot, first, top, bottom) @ self.transform) ** 2
+                strip = (bottom - top, self.noisy.shape[2])
+                for accumulator, shrink in zip(accumulators, shrinks):
+                    weights = energy / (energy + shrink * sigma ** 2)
+                    window_weight = 1 / (weights ** 2).sum(1).clamp_min(1e-12)
+                    # (voxels, windows), the layout fold takes: each window's estimate, and
+                    # the derivative of each of its voxels by the same noisy voxel
+                    parts = [(self.transform @ (weights * coefficients).T, accumulator[0])]
+                    if diagonal:
+                        parts.append((self.squared @ weights.T, accumulator[2]))
+                    planes = slice(first - lo, first - lo + depth)
+                    for values, target in parts:
+                        target[planes, top:bottom] += F.fold(
+                            (values * window_weight).reshape(depth, k * k, -1), strip, k)[:, 0]
+                    # every voxel's share of the window weights: their map summed over a window
+                    weight_map = window_weight.reshape(1, 1, bottom - top - k + 1, -1)
+                    accumulator[1, planes, top:bottom] += F.conv_transpose2d(weight_map,
+                                                                             self.box)[0, 0]
+        inner = (slice(depth - 1, depth - 1 + hi - lo), slice(k - 1, k - 1 + self.shape[1]),
+                 slice(k - 1, k - 1 + self.shape[2]))
+        return [(numerator[inner] / denominator[inner],
+                 own[inner] / denominator[inner] if diagonal else None)
+                for numerator, denominator, own in accumulators]
