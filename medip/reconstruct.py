@@ -72,6 +72,9 @@ class VolumeResult:
     #: The shrink of the empirical Wiener refinement (``reconstruct_volume(wiener=)``), None
     #: where the result was not refined.
     wiener_shrink: float | None = None
+    #: The refinement's window, (depth across slices, side in the slice) (depth 1: each slice
+    #: on its own), None where the result was not refined.
+    wiener_window: tuple[int, int] | None = None
 
 
 class _Member(NamedTuple):
@@ -138,8 +141,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     step on CPUs with AMX, slightly lower PSNR). ``reference`` (a clean volume on the result's
     grid) only adds PSNR/SSIM to each fit's history. ``wiener`` (default: the task's spec,
     on for denoising): refine the DIP result by the empirical Wiener filter it implies with the
-    task's noise level (:func:`medip.engine.wiener.wiener_refine`, planes across the slice
-    axis; the variance map stays the fits'). ``method`` (tasks that offer classical
+    task's noise level (:func:`medip.engine.wiener.wiener_refine`: windows within each slice or
+    across neighbouring ones, as Stein's estimate picks; the variance map stays the fits'). ``method`` (tasks that offer classical
     methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
     reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
     through the same slices and geometry so the two compare on the same data. Raises
@@ -218,12 +221,13 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
             break
     image = sum(m.image for m in members) / len(members)
     variance = sum(m.variance for m in members) / len(members)
-    shrink = None
+    shrink = window = None
     if wiener and method == "dip" and bound.sigma:  # a scan without noise keeps the fits'
         refined = bound.refine(image, bound.stack_axis(axis))
-        image, shrink = refined.image, refined.shrink
-        log.info("%s: result refined by its empirical Wiener filter (shrink %g, chosen by "
-                 "Stein's risk estimate; wiener=False to skip)", spec.name, shrink)
+        image, shrink, window = refined.image, refined.shrink, refined.window
+        log.info("%s: result refined by its empirical Wiener filter (%dx%dx%d windows, shrink "
+                 "%g, both chosen by Stein's risk estimate; wiener=False to skip)", spec.name,
+                 window[0], window[1], window[1], shrink)
     stops, runs, histories = ([v for m in members for v in getattr(m, name)]
                               for name in ("stops", "runs", "histories"))
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())
@@ -232,7 +236,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
         estimate = replace(estimate, expected_seconds=estimate.expected_seconds * len(seeds))
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
                         time.perf_counter() - start, mode, str(dev), estimate,
-                        histories, members[-1].interrupted, noise_free, generator, shrink)
+                        histories, members[-1].interrupted, noise_free, generator, shrink,
+                        window)
 
 
 @dataclass(frozen=True)

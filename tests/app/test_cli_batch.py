@@ -18,6 +18,7 @@ import medip
 from medip.cli.main import cli_reference, main
 from medip.app.batch import discover, read_manifest, run_batch, shard
 from medip.app.options import JobOptions
+from medip.engine.wiener import WINDOWS
 
 FAST = ["--max-steps", "40", "--quiet"]
 
@@ -55,6 +56,7 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
     assert record["options"]["max_steps"] == 40 and record["seed"] == 0
     assert record["options"]["amp"] is False  # float32 unless asked
     assert record["options"]["wiener"] is True and record["wiener_shrink"] > 0  # refined
+    assert tuple(record["wiener_window"]) in WINDOWS  # windows within or across slices
     assert record["device"] == "cpu" and set(record["versions"]) >= {"medip", "torch", "monai",
                                                                      "pydicom", "nibabel"}
     assert record["metrics"]["psnr_db"] > 0 and str(noisy_series) in record["input_sha256"]
@@ -72,7 +74,7 @@ def test_config_file_and_flags_override_it(noisy_series, tmp_path):
     options = record["options"]
     assert (options["max_steps"], options["seed"], options["preset"]) == (30, 3, "decoder")
     assert options["amp"] is False and options["wiener"] is False  # the flags over the config
-    assert record["wiener_shrink"] is None
+    assert record["wiener_shrink"] is None and record["wiener_window"] is None
     config.write_text("magic = 1\n")
     err = run("denoise", noisy_series, "-o", tmp_path / "d.nii.gz", "--config", config, check_rc=1)
     assert "unknown option(s) magic" in err.stderr and len(err.stderr.strip().splitlines()) == 1

@@ -8,6 +8,7 @@ import torch
 import medip
 from medip.engine import estimate
 from medip.engine.metrics import psnr
+from medip.engine.wiener import WINDOWS
 from medip.errors import InputError
 from medip.reconstruct import _ramp, _starts, reconstruct_volume, slab_starts
 from medip.tasks import fit_defaults, make_task, upsampled_affine
@@ -197,6 +198,7 @@ def test_denoised_volumes_are_wiener_refined_by_default(brain):
                                progress=False)
     refined = reconstruct_volume(noisy, "denoise", max_steps=150, warm_steps=40, progress=False)
     assert plain.wiener_shrink is None and refined.wiener_shrink > 0
+    assert plain.wiener_window is None and refined.wiener_window in WINDOWS
     assert plain.stop_steps == refined.stop_steps
     assert gain(refined.volume, clean, noisy) > gain(plain.volume, clean, noisy) + 0.3
     np.testing.assert_array_equal(refined.variance.array, plain.variance.array)
