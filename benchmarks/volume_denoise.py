@@ -95,7 +95,7 @@ def main(names: list[str]) -> None:
                     if "oracle" not in m and not m.startswith("medip")}
         best = max(runnable, key=runnable.get)
         gaps[name] = {"best user-runnable": best, "medip - it": scores["medip (defaults)"]
-                      - runnable[best], "shrink": refined.shrink,
+                      - runnable[best], "shrink": refined.shrink, "window": refined.window,
                       "refinement dB": scores["medip (defaults)"]
                       - scores["medip without the Wiener refinement (wiener=False)"],
                       "peak_rss_mb": peak_rss_mb()}

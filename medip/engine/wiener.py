@@ -40,9 +40,10 @@ import torch.nn.functional as F
 #: which see what a volume's slices share. Windows deeper than the stack are left out (a 2D
 #: image has only the 8x8). On six real 15-slice chunks of four scans (2 mm T1 at 10 and
 #: 50/255, clinical T1 with 6.5 mm slices at 25/255, chest CT with 5 mm slices at 10 and
-#: 50/255, an EPI frame at 25/255), Stein's choice among these four came within 0.09 dB of the
-#: best of seven fixed windows on every chunk and raised the DIP result by +0.70 to +2.26 dB
-#: (the 8x8 alone: -0.51 to +1.85 dB); the 3x8x8 suits the thick slices, the 4x4x4 the thin.
+#: 50/255, an EPI frame at 25/255), Stein's choice among these four came within 0.08 dB of the
+#: best of seven fixed windows on every chunk and raised the DIP result by +0.63 to +2.18 dB
+#: (the 8x8 alone: -0.51 to +1.85 dB); it took the 3x8x8 on the 6.5 mm slices and the 4x4x4
+#: or 4x6x6 on the others.
 #: ``python -m benchmarks.wiener_windows``, benchmarks/results/2026-12-05-vm-wiener-windows.md.
 WINDOWS: tuple[tuple[int, int], ...] = ((1, 8), (3, 8), (4, 4), (4, 6))
 #: The shrinks ``a`` Stein's estimate chooses from: powers of two from 1/16 to 4.
