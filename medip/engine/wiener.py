@@ -128,9 +128,9 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     # Stein's estimate needs the exact Jacobian diagonal, which the windows give for every
     # voxel but those whose mirror image in the padding shares a window with them; every
     # window's risk is read on the same voxels
-    exact = [_unmirrored(n, extent) for n, extent in zip(noisy_stack.shape, (
-        max(depth for depth, _ in candidates), max(side for _, side in candidates),
-        max(side for _, side in candidates)))]
+    deepest, widest = (max(extents) for extents in zip(*candidates))
+    exact = [_unmirrored(n, extent) for n, extent in zip(noisy_stack.shape,
+                                                         (deepest, widest, widest))]
     # the risk planes' images for every window and shrink are kept (about len(windows) x
     # len(shrinks) x RISK_VOXELS voxels), so that only the other planes are filtered again
     tried: dict[tuple[int, int, float], dict[int, torch.Tensor]] = {}
@@ -146,7 +146,7 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
                 risk = float(error + 2 * sigma ** 2 * diagonal.double()[mask].sum())
                 sums[key] = sums.get(key, 0.0) + risk
                 tried.setdefault(key, {}).update(zip(range(lo, hi), images))
-    count = sum(int(exact[0][index]) for index in chosen) * int(exact[1].sum() * exact[2].sum())
+    count = int(exact[0][chosen].sum() * exact[1].sum() * exact[2].sum())
     risks = {key: total / count - sigma ** 2 for key, total in sums.items()}
     depth, side, shrink = best = min(risks, key=risks.__getitem__)
     image = torch.empty_like(noisy_stack)
