@@ -37,9 +37,10 @@ CASES = (("mr_brain_t1_2mm.nii.gz", None, 10 / 255),
 SETTINGS = ((4, 1), (10, 1), (4, 3), (10, 3), (10, 2))
 
 
-def chunk(name: str, size: int | None) -> medip.Volume:
-    """The middle DEPTH slices of a scan, area-resampled in-plane to ``size``^2."""
-    volume = medip.load(DATA / name)
+def chunk(name: str, size: int | None, frame: int | None = None) -> medip.Volume:
+    """The middle DEPTH slices of a scan (``frame``: of a 4D series), area-resampled in-plane to
+    ``size``^2."""
+    volume = medip.load(DATA / name, frame=frame)
     middle = volume.shape[2] // 2
     array = torch.from_numpy(np.ascontiguousarray(
         volume.array[:, :, middle - DEPTH // 2: middle - DEPTH // 2 + DEPTH], dtype=np.float32))

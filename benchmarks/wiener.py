@@ -27,6 +27,7 @@ import torch
 
 import medip
 from medip.engine.metrics import psnr, ssim
+from medip.engine.nets import center_crop
 from medip.engine.wiener import wiener_refine
 from medip.operators import Identity, estimate_sigma
 from medip.tasks import fit_defaults
@@ -36,19 +37,18 @@ from .common import non_commercial, write_results
 from .stopbed import DATA, LEVELS, images, unit_range
 
 
-def _scaled(plane: np.ndarray) -> torch.Tensor:
-    """A plane as ``(1, 1, H, W)`` in [0, 1], as the stop test bed scales its slices."""
-    return unit_range(torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32)))[None, None]
-
-
-def _crop(plane: np.ndarray, size: int = 256) -> np.ndarray:
-    top, left = (plane.shape[0] - size) // 2, (plane.shape[1] - size) // 2
-    return plane[top:top + size, left:left + size]
+def _scaled(plane: np.ndarray, crop: int | None = None) -> torch.Tensor:
+    """A plane (its central ``crop``^2) as ``(1, 1, H, W)`` in [0, 1], as the stop test bed
+    scales its slices."""
+    image = torch.from_numpy(np.ascontiguousarray(plane, dtype=np.float32))
+    if crop is not None:
+        image = center_crop(image, (crop, crop))
+    return unit_range(image)[None, None]
 
 
 HELD_OUT = {
-    "chest CT slice 3, 256^2 crop": lambda: _scaled(_crop(
-        medip.load(DATA / "ct_chest_16slices.nii.gz").array[:, :, 3])),
+    "chest CT slice 3, 256^2 crop": lambda: _scaled(
+        medip.load(DATA / "ct_chest_16slices.nii.gz").array[:, :, 3], crop=256),
     "T1 clinical slice 16, 256^2": lambda: _scaled(
         medip.load(DATA / "mr_brain_t1_clinical.nii.gz").array[:, :, 16]),
     "T1 2mm axial 30, 91x109": lambda: _scaled(

@@ -30,8 +30,7 @@ from medip.tasks import make_task
 
 from .cases import sigma_of
 from .common import write_results
-from .slabs import DEPTH, chunk
-from .stopbed import DATA
+from .slabs import chunk
 
 #: (scan, in-plane size or None for native, noise as a fraction of the range)
 CASES = (("mr_brain_t1_2mm.nii.gz", None, 10 / 255),
@@ -40,6 +39,8 @@ CASES = (("mr_brain_t1_2mm.nii.gz", None, 10 / 255),
          ("ct_chest_16slices.nii.gz", 128, 10 / 255),
          ("ct_chest_16slices.nii.gz", 128, 50 / 255),
          ("mr_epi_example4d.nii.gz", None, 25 / 255))
+#: the frame read from a 4D series
+FRAMES = {"mr_epi_example4d.nii.gz": 0}
 #: (depth, in-plane side) of the fixed windows compared
 COMPARED = ((1, 8), (2, 8), (3, 8), (4, 8), (5, 8), (4, 4), (4, 6))
 
@@ -48,20 +49,10 @@ def _name(window: tuple[int, int]) -> str:
     return f"{window[0]}x{window[1]}x{window[1]}"
 
 
-def _chunk(name: str, size: int | None) -> medip.Volume:
-    if name.startswith("mr_epi"):  # a 4D series: its first frame's middle slices
-        volume = medip.load(DATA / name, frame=0)
-        middle = volume.shape[2] // 2
-        return volume.with_array(np.ascontiguousarray(
-            volume.array[:, :, middle - DEPTH // 2: middle - DEPTH // 2 + DEPTH],
-            dtype=np.float32))
-    return chunk(name, size)
-
-
 def main() -> None:
     rows = []
     for name, size, level in CASES:
-        volume = _chunk(name, size)
+        volume = chunk(name, size, FRAMES.get(name))
         clean = torch.from_numpy(volume.array.astype(np.float32))
         noisy = volume.with_array(gaussian(clean, sigma_of(clean, level), seed=1).numpy())
         case = f"{name.split('.')[0]} {'x'.join(map(str, volume.shape))} {level * 255:.0f}/255"
