@@ -273,7 +273,10 @@ class _Budget:
 #: The warm stopper's window, and its patience as a share of the warm budget (1/4: 125 steps).
 #: A patience of 50 cut the warm steps by 0.6x on three real 15-slice chunks (three scans, noise
 #: 10, 25 and 50/255) and lost 0.26 to 1.60 dB (``python -m benchmarks.slabs``,
-#: benchmarks/results/2026-12-04-vm-slabs.md): the warm fits were still improving.
+#: benchmarks/results/2026-12-04-vm-slabs.md): the warm fits were still improving. With the
+#: Wiener refinement that now follows, the shorter settings still lose after it: patience 50
+#: 0.09 to 0.31 dB, a budget of 200 steps 0.03 to 0.83 dB, of 100 steps 0.28 to 1.10 dB, stride 3
+#: -0.07 to 0.54 dB (benchmarks/results/2026-12-05-vm-slabs.md).
 WARM_WINDOW = 16
 WARM_PATIENCE_SHARE = 4
 #: Slices between the centres of neighbouring slabs: 1 fits a slab around every slice. Tiling the
