@@ -69,8 +69,9 @@ class VolumeResult:
     noise_free: bool = False
     #: The generator preset the fits ran (given, or the task's for the mode).
     generator: str = defaults.PRESET
-    #: The shrink of the empirical Wiener refinement (``reconstruct_volume(wiener=)``), None
-    #: where the result was not refined.
+    #: The shrink factor of the empirical Wiener refinement (``reconstruct_volume(wiener=)``):
+    #: the scale Stein's estimate chose for its shrink of each DCT frequency
+    #: (:mod:`medip.engine.wiener`), None where the result was not refined.
     wiener_shrink: float | None = None
     #: The refinement's window, (depth across slices, side in the slice) (depth 1: each slice
     #: on its own), None where the result was not refined.
@@ -225,9 +226,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     if wiener and method == "dip" and bound.sigma:  # a scan without noise keeps the fits'
         refined = bound.refine(image, bound.stack_axis(axis))
         image, shrink, window = refined.image, refined.shrink, refined.window
-        log.info("%s: result refined by its empirical Wiener filter (%dx%dx%d windows, shrink "
-                 "%g, both chosen by Stein's risk estimate; wiener=False to skip)", spec.name,
-                 window[0], window[1], window[1], shrink)
+        log.info("%s: result refined by its empirical Wiener filter (%dx%dx%d windows, a shrink "
+                 "per frequency scaled by %g, chosen by Stein's risk estimate; wiener=False to "
+                 "skip)", spec.name, window[0], window[1], window[1], shrink)
     stops, runs, histories = ([v for m in members for v in getattr(m, name)]
                               for name in ("stops", "runs", "histories"))
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())

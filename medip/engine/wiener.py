@@ -11,10 +11,14 @@ averaged back, each weighted by the inverse of the noise it lets through (``1 / 
 BM3D).
 
 A DIP's output is smoother than the image (it stops before the fit learns fine detail), so its
-energies understate the signal and ``a = 1`` shrinks too much. The shrink (from
-:data:`SHRINKS`) and the window (from :data:`WINDOWS`) are chosen per scan by Stein's unbiased
-risk estimate with the noise level, which needs no clean image: for a filter that is linear in
-the noisy image ``y`` (the pilot held fixed),
+energies understate the signal, the more so the finer the frequency, and ``a = 1`` shrinks too
+much. Each of the window's DCT frequencies therefore gets its own shrink (its *profile*, from
+:data:`PROFILE_SHRINKS`): the one that minimises Stein's risk of that coefficient over the
+windows (every :data:`PROFILE_EVERY`-th), each coefficient its own estimate. Averaging the
+overlapping windows changes the risk of the image, so the profile is then scaled as a whole (by
+a factor from :data:`SHRINKS`), and the scale and the window (from :data:`WINDOWS`) are chosen
+per scan by Stein's unbiased risk estimate of the image with the noise level, which needs no
+clean image: for a filter that is linear in the noisy image ``y`` (the pilot held fixed),
 ``E|g(y) - x|^2 / n = |g(y) - y|^2 / n - sigma^2 + 2 sigma^2 tr(dg/dy) / n``, and the trace is
 summed exactly from the weights, over the voxels whose mirror image in the border padding never
 shares a window with them (all but a band at most 3 voxels wide inside the edges).
@@ -22,15 +26,16 @@ shares a window with them (all but a band at most 3 voxels wide inside the edges
 On the stop test bed's 12 denoised 128^2 slices (4 scans, noise 10, 25 and 50/255), where it was
 designed, the refinement raised medip's result by a median +0.55 dB (-0.11 to +1.63 dB), and on
 12 held-out native-resolution slices by +0.22 dB (-0.46 to +2.03 dB: gains at 10/255, losses at
-50/255 on smooth CT); ``python -m benchmarks.wiener``, benchmarks/results/2026-12-05-vm-wiener.md.
-On volumes see :data:`WINDOWS`.
+50/255 on smooth CT); ``python -m benchmarks.wiener``, benchmarks/results/2026-12-05-vm-wiener.md,
+measured with one shrink for every frequency. On volumes see :data:`WINDOWS`; for the shrink
+per frequency, :data:`PROFILE_SHRINKS`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +51,24 @@ import torch.nn.functional as F
 #: or 4x6x6 on the others.
 #: ``python -m benchmarks.wiener_windows``, benchmarks/results/2026-12-05-vm-wiener-windows.md.
 WINDOWS: tuple[tuple[int, int], ...] = ((1, 8), (3, 8), (4, 4), (4, 6))
-#: The shrinks ``a`` Stein's estimate chooses from: powers of two from 1/16 to 4.
-SHRINKS: tuple[float, ...] = tuple(2.0 ** k for k in range(-4, 3))
+#: The shrinks ``a`` Stein's estimate chooses from: factors on each frequency's shrink, powers of
+#: sqrt(2) from 1/4 to 4 (with ``frequencies=False``: one shrink for every frequency, powers of
+#: two from 1/16 to 4). On the stop test bed's 12 denoised slices the chosen factor lay between
+#: 1/2 and sqrt(2).
+SHRINKS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-4, 5))
+UNIFORM_SHRINKS: tuple[float, ...] = tuple(2.0 ** k for k in range(-4, 3))
+#: The shrinks each frequency's own is chosen from: powers of sqrt(2) from 1/64 to 16. Against
+#: one shrink for every frequency, the refinement of medip's result rose by a median +0.06 dB
+#: (-0.04 to +0.17 dB, ahead on 9) on the stop test bed's 12 slices, where it was designed,
+#: and by +0.03 to +0.10 dB (median +0.07) on all six 15-slice chunks of four scans it had not
+#: seen, in 1.38x the refinement's time (``python -m benchmarks.wiener_frequencies``,
+#: benchmarks/results/2026-12-05-vm-wiener-frequencies.md).
+PROFILE_SHRINKS: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-12, 9))
+#: The windows each frequency's shrink is read from: every so many of a row strip's windows
+#: (thousands per frequency remain on a 91x109 plane). Reading a quarter of them cut the
+#: profile's time 4x (a 15-slice chunk's whole refinement from 21.8 to 18.4 s) and moved the
+#: gains above by at most 0.03 dB on the designing images.
+PROFILE_EVERY = 4
 #: Voxels Stein's estimate reads to choose the window and shrink: whole planes spread evenly
 #: through a stack until they hold this many (every plane of a smaller stack). A million voxels
 #: estimate each risk to about 0.1 %.
@@ -65,12 +86,14 @@ _STRIP_ROWS = 64
 class Refined:
     """The refined image, the window (depth, side) and shrink Stein's estimate chose, and its
     estimated mean squared error per voxel for every ``(depth, side, shrink)`` tried
-    (``risks``)."""
+    (``risks``). ``profile``: the chosen window's shrink of each DCT frequency, ``(depth, side,
+    side)``, which ``shrink`` scales (None where one shrink serves every frequency)."""
 
     image: torch.Tensor
     shrink: float
     window: tuple[int, int]
     risks: dict[tuple[int, int, float], float]
+    profile: torch.Tensor | None = None
 
     @property
     def risk(self) -> float:
@@ -87,10 +110,15 @@ def dct_matrix(n: int) -> torch.Tensor:
 
 def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
                   windows: Sequence[tuple[int, int]] = WINDOWS,
-                  shrinks: Sequence[float] = SHRINKS) -> Refined:
+                  shrinks: Sequence[float] | None = None,
+                  frequencies: bool = True) -> Refined:
     """Refine ``pilot``, a denoised estimate of ``noisy`` (white Gaussian noise of std
     ``sigma``), by the empirical Wiener filter it implies, with the window and shrink Stein's
     estimate picks (see the module docstring).
+
+    ``frequencies``: each DCT frequency of a window gets its own shrink, which ``shrinks``
+    (default :data:`SHRINKS`) scale; False: each of ``shrinks`` (default
+    :data:`UNIFORM_SHRINKS`) serves every frequency.
 
     ``noisy`` and ``pilot`` are real ``(H, W)`` images or ``(D, H, W)`` stacks of one shape,
     with any leading dimensions of size 1 (a fit's ``(1, 1, H, W)`` image is one plane).
@@ -109,6 +137,8 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
                          f"dims of size 1 allowed), got {tuple(noisy.shape)} {noisy.dtype}")
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"wiener_refine: sigma must be a finite number >= 0, got {sigma}")
+    if shrinks is None:
+        shrinks = SHRINKS if frequencies else UNIFORM_SHRINKS
     if not shrinks or not windows or min(min(window) for window in windows) < 1:
         raise ValueError("wiener_refine: needs at least one shrink and windows of sides >= 1")
     shape = noisy.shape
@@ -135,12 +165,15 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     # len(shrinks) x RISK_VOXELS voxels), so that only the other planes are filtered again
     tried: dict[tuple[int, int, float], dict[int, torch.Tensor]] = {}
     sums: dict[tuple[int, int, float], float] = {}
+    profiles: dict[tuple[int, int], torch.Tensor | float] = {}
     for depth, side in candidates:
         stack = _Stack(noisy_stack, pilot_stack, depth, side)
+        profile = profiles[depth, side] = (stack.profile(_runs(chosen, group), sigma)
+                                           if frequencies else 1.0)
         for lo, hi in _runs(chosen, group):
             mask = exact[0][lo:hi, None, None] & exact[1][:, None] & exact[2]
-            for shrink, (images, diagonal) in zip(shrinks, stack.filtered(lo, hi, sigma,
-                                                                          shrinks)):
+            for shrink, (images, diagonal) in zip(shrinks, stack.filtered(
+                    lo, hi, sigma, [shrink * profile for shrink in shrinks])):
                 key = (depth, side, float(shrink))
                 error = ((images - noisy_stack[lo:hi]).double() ** 2)[mask].sum()
                 risk = float(error + 2 * sigma ** 2 * diagonal.double()[mask].sum())
@@ -156,8 +189,11 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     if rest:
         stack = _Stack(noisy_stack, pilot_stack, depth, side)
         for lo, hi in _runs(rest, group):
-            image[lo:hi] = stack.filtered(lo, hi, sigma, (shrink,), diagonal=False)[0][0]
-    return Refined(image.reshape(shape).to(pilot.dtype), shrink, (depth, side), risks)
+            image[lo:hi] = stack.filtered(lo, hi, sigma, (shrink * profiles[depth, side],),
+                                          diagonal=False)[0][0]
+    profile = profiles[depth, side]
+    return Refined(image.reshape(shape).to(pilot.dtype), shrink, (depth, side), risks,
+                   profile.reshape(depth, side, side) if frequencies else None)
 
 
 def _unmirrored(n: int, extent: int) -> torch.Tensor:
@@ -204,37 +240,64 @@ class _Stack:
         tiles = slab.unfold(1, self.size, 1).unfold(2, self.size, 1)  # (depth, r, c, k, k)
         return tiles.permute(1, 2, 0, 3, 4).reshape(-1, self.transform.shape[0])
 
-    def filtered(self, lo: int, hi: int, sigma: float, shrinks: Sequence[float],
-                 diagonal: bool = True) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Planes ``[lo, hi)`` filtered with each shrink, and (``diagonal``) each filter's
-        derivative of every voxel by the same noisy voxel at the same place (the pilot held
-        fixed; the Jacobian's diagonal, but for the mirrored voxels of :func:`_unmirrored`)."""
+    def _strips(self, lo: int, hi: int, every: int = 1
+                ) -> Iterator[tuple[int, int, int, torch.Tensor, torch.Tensor]]:
+        """The windows that touch planes ``[lo, hi)``, a strip of rows at a time: ``(first,
+        top, bottom, coefficients, energy)``, the windows' first padded plane and rows, the noisy
+        stack's DCT coefficients and the pilot's energies ``(windows, depth * size^2)``;
+        ``every``: only every so many windows of a strip."""
+        rows = self.noisy.shape[1] - self.size + 1
+        for first in range(lo, hi + self.depth - 1):
+            for top in range(0, rows, _STRIP_ROWS):
+                bottom = min(top + _STRIP_ROWS, rows) + self.size - 1  # the strip's last row + 1
+                noisy, pilot = (self._windows(stack, first, top, bottom)[::every]
+                                for stack in (self.noisy, self.pilot))
+                yield first, top, bottom, noisy @ self.transform, (pilot @ self.transform) ** 2
+
+    def profile(self, runs: Sequence[tuple[int, int]], sigma: float,
+                grid: Sequence[float] = PROFILE_SHRINKS) -> torch.Tensor:
+        """Each DCT frequency's shrink from ``grid``: the one with the least Stein risk of that
+        coefficient, summed over every :data:`PROFILE_EVERY`-th window touching the planes of
+        ``runs``, each coefficient its own estimate. For an orthonormal transform,
+        ``E|w Y - X|^2 = E[(1 - w)^2 Y^2] - 2 (1 - w) sigma^2 + sigma^2``, and ``1 - w`` is
+        ``a sigma^2 / (P^2 + a sigma^2)``."""
+        risks = torch.zeros(len(grid), self.transform.shape[1], dtype=torch.float64)
+        for lo, hi in runs:
+            for *_, coefficients, energy in self._strips(lo, hi, PROFILE_EVERY):
+                squared = coefficients ** 2
+                for risk, shrink in zip(risks, grid):
+                    kept_out = shrink * sigma ** 2 / (energy + shrink * sigma ** 2)  # 1 - w
+                    risk += (kept_out * (kept_out * squared - 2 * sigma ** 2)).sum(0)
+        return torch.tensor(grid, dtype=torch.float32)[risks.argmin(0)]
+
+    def filtered(self, lo: int, hi: int, sigma: float,
+                 shrinks: Sequence[float | torch.Tensor], diagonal: bool = True
+                 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Planes ``[lo, hi)`` filtered with each shrink (a number, or one per DCT frequency),
+        and (``diagonal``) each filter's derivative of every voxel by the same noisy voxel at
+        the same place (the pilot held fixed; the Jacobian's diagonal, but for the mirrored
+        voxels of :func:`_unmirrored`)."""
         k, depth = self.size, self.depth
         spans = hi - lo + 2 * (depth - 1)  # the padded planes the windows of [lo, hi) touch
         accumulators = torch.zeros(len(shrinks), 3, spans, *self.noisy.shape[1:])
-        rows = self.noisy.shape[1] - k + 1
-        for first in range(lo, hi + depth - 1):  # the windows' first padded plane
-            for top in range(0, rows, _STRIP_ROWS):
-                bottom = min(top + _STRIP_ROWS, rows) + k - 1  # the strip's last row + 1
-                coefficients = self._windows(self.noisy, first, top, bottom) @ self.transform
-                energy = (self._windows(self.pilot, first, top, bottom) @ self.transform) ** 2
-                strip = (bottom - top, self.noisy.shape[2])
-                for accumulator, shrink in zip(accumulators, shrinks):
-                    weights = energy / (energy + shrink * sigma ** 2)
-                    window_weight = 1 / (weights ** 2).sum(1).clamp_min(1e-12)
-                    # (voxels, windows), the layout fold takes: each window's estimate, and
-                    # the derivative of each of its voxels by the same noisy voxel
-                    parts = [(self.transform @ (weights * coefficients).T, accumulator[0])]
-                    if diagonal:
-                        parts.append((self.squared @ weights.T, accumulator[2]))
-                    planes = slice(first - lo, first - lo + depth)
-                    for values, target in parts:
-                        target[planes, top:bottom] += F.fold(
-                            (values * window_weight).reshape(depth, k * k, -1), strip, k)[:, 0]
-                    # every voxel's share of the window weights: their map summed over a window
-                    weight_map = window_weight.reshape(1, 1, bottom - top - k + 1, -1)
-                    accumulator[1, planes, top:bottom] += F.conv_transpose2d(weight_map,
-                                                                             self.box)[0, 0]
+        for first, top, bottom, coefficients, energy in self._strips(lo, hi):
+            strip = (bottom - top, self.noisy.shape[2])
+            for accumulator, shrink in zip(accumulators, shrinks):
+                weights = energy / (energy + shrink * sigma ** 2)
+                window_weight = 1 / (weights ** 2).sum(1).clamp_min(1e-12)
+                # (voxels, windows), the layout fold takes: each window's estimate, and
+                # the derivative of each of its voxels by the same noisy voxel
+                parts = [(self.transform @ (weights * coefficients).T, accumulator[0])]
+                if diagonal:
+                    parts.append((self.squared @ weights.T, accumulator[2]))
+                planes = slice(first - lo, first - lo + depth)
+                for values, target in parts:
+                    target[planes, top:bottom] += F.fold(
+                        (values * window_weight).reshape(depth, k * k, -1), strip, k)[:, 0]
+                # every voxel's share of the window weights: their map summed over a window
+                weight_map = window_weight.reshape(1, 1, bottom - top - k + 1, -1)
+                accumulator[1, planes, top:bottom] += F.conv_transpose2d(weight_map,
+                                                                         self.box)[0, 0]
         inner = (slice(depth - 1, depth - 1 + hi - lo), slice(k - 1, k - 1 + self.shape[1]),
                  slice(k - 1, k - 1 + self.shape[2]))
         return [(numerator[inner] / denominator[inner],

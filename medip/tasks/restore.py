@@ -110,7 +110,7 @@ class Denoise(_ScanTask):
     def refine(self, image: torch.Tensor, axis: int) -> Refined:
         """:func:`~medip.engine.wiener.wiener_refine` of the scan with ``image`` as the pilot,
         the planes across ``axis`` as its stack (windows within a slice or across neighbouring
-        ones), one window and shrink for the whole volume."""
+        ones), one window and one set of shrinks for the whole volume."""
         noisy = torch.from_numpy(np.asarray(self.measured.array, dtype=np.float32))
         refined = wiener_refine(noisy.movedim(axis, 0), image.movedim(axis, 0), self.sigma)
         return replace(refined, image=refined.image.movedim(0, axis).contiguous())

@@ -64,8 +64,8 @@ DENOISE_TV = 4.0
 # weight (+0.85 dB at 10/255, -1.6 dB at 50/255: it fits the noise's frequencies) lost. The
 # strength, 4, was set before the run and not tuned on it.
 DENOISE_DETAIL = 4.0
-# Denoising's result is refined by the empirical Wiener filter it implies, its shrink chosen by
-# Stein's unbiased risk estimate: see medip.engine.wiener for the measurement.
+# Denoising's result is refined by the empirical Wiener filter it implies, its window and shrinks
+# chosen by Stein's unbiased risk estimate: see medip.engine.wiener for the measurement.
 DENOISE_WIENER = True
 # Super-resolution fits the correction to the interpolated scan at lr 0.02: x2 on the benchmark's
 # CT slice it beat bicubic within a few hundred steps where a cold fit at 0.01 needs thousands.

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 import medip
 from medip.engine import wiener
 from medip.engine.metrics import psnr
-from medip.engine.wiener import SHRINKS, dct_matrix, wiener_refine
+from medip.engine.wiener import UNIFORM_SHRINKS, dct_matrix, wiener_refine
 from medip.operators import gaussian
 
 
@@ -40,8 +40,10 @@ def blurred(image: torch.Tensor, width: int = 5) -> torch.Tensor:
 
 
 def filtered(noisy, pilot, sigma, shrink, depth=1, side=8):
-    """The refinement with one window and shrink (no choice left to Stein's estimate)."""
-    return wiener_refine(noisy, pilot, sigma, windows=((depth, side),), shrinks=(shrink,))
+    """The refinement with one window and one shrink for every frequency (no choice left to
+    Stein's estimate)."""
+    return wiener_refine(noisy, pilot, sigma, windows=((depth, side),), shrinks=(shrink,),
+                         frequencies=False)
 
 
 def reference_filter(noisy, pilot, sigma, shrink, depth, size):
@@ -126,16 +128,51 @@ def test_risk_estimate_matches_the_true_error(ct_128):
     sigma = 25 / 255
     noisy = gaussian(ct_128, sigma, seed=1)
     pilot = blurred(gaussian(ct_128, sigma, seed=2), 3)
-    refined = wiener_refine(noisy, pilot, sigma)
-    assert refined.window == (1, 8) and set(refined.risks) == {(1, 8, a) for a in SHRINKS}
-    read = wiener._unmirrored(128, 8)[:, None] & wiener._unmirrored(128, 8)  # its voxels
-    true = [float(((filtered(noisy, pilot, sigma, a).image - ct_128) ** 2)[read].mean())
-            for a in SHRINKS]
-    for shrink, actual in zip(SHRINKS, true):
+    refined = wiener_refine(noisy, pilot, sigma, frequencies=False)
+    assert refined.window == (1, 8) and set(refined.risks) == {(1, 8, a) for a in UNIFORM_SHRINKS}
+    assert refined.profile is None
+    true = [true_error(filtered(noisy, pilot, sigma, a).image, ct_128) for a in UNIFORM_SHRINKS]
+    for shrink, actual in zip(UNIFORM_SHRINKS, true):
         assert abs(refined.risks[(1, 8, shrink)] - actual) < 0.05 * actual
-    best = min(range(len(SHRINKS)), key=true.__getitem__)
-    assert abs(SHRINKS.index(refined.shrink) - best) <= 1
+    best = min(range(len(UNIFORM_SHRINKS)), key=true.__getitem__)
+    assert abs(UNIFORM_SHRINKS.index(refined.shrink) - best) <= 1
     assert refined.risk == min(refined.risks.values())
+
+
+def true_error(image, clean):
+    """The mean squared error on the voxels Stein's estimate reads for 8x8 windows."""
+    read = wiener._unmirrored(clean.shape[-2], 8)[:, None] & wiener._unmirrored(clean.shape[-1], 8)
+    return float(((image - clean) ** 2)[read].mean())
+
+
+@pytest.mark.parametrize("level", [10 / 255, 25 / 255, 50 / 255])
+def test_a_shrink_per_frequency_beats_one_for_all_where_the_pilot_lacks_fine_detail(ct_128,
+                                                                                    level):
+    """A blurred pilot (independent of the noise) understates the fine frequencies more than the
+    coarse ones: each frequency's own shrink lowers the true error of the real slice's
+    refinement below that of the best single shrink, the profile shrinks the finest frequency
+    less than the coarsest (a smaller ``a`` keeps more of a coefficient the pilot understates),
+    and Stein's estimate of the chosen filter still tracks its true error."""
+    noisy = gaussian(ct_128, level, seed=1)
+    pilot = blurred(gaussian(ct_128, level, seed=2), 3)
+    uniform = wiener_refine(noisy, pilot, level, frequencies=False)
+    refined = wiener_refine(noisy, pilot, level)
+    assert refined.profile.shape == (1, 8, 8)
+    assert refined.profile[0, -1, -1] < refined.profile[0, 0, 0]
+    assert true_error(refined.image, ct_128) < 0.98 * true_error(uniform.image, ct_128)
+    assert refined.risk == pytest.approx(true_error(refined.image, ct_128), rel=0.05)
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_a_shrink_per_frequency_agrees_with_the_window_by_window_reference(brain_slices, depth):
+    sigma = 0.1
+    noisy = gaussian(brain_slices[:4, 20:33, 24:36], sigma, seed=3)
+    pilot = blurred(noisy, 3)
+    profile = 2.0 ** torch.linspace(-3, 2, depth * 16).reshape(depth, 4, 4)
+    stack = wiener._Stack(noisy, pilot, depth, 4)
+    image = stack.filtered(0, 4, sigma, [profile.flatten()], diagonal=False)[0][0]
+    torch.testing.assert_close(image, reference_filter(noisy, pilot, sigma, profile, depth, 4),
+                               atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("level", [10 / 255, 25 / 255, 50 / 255])
@@ -167,7 +204,7 @@ def test_planes_are_filtered_apart_with_one_shrink(ct_128):
     stack = torch.stack([ct_128, ct_128.flip(0)])
     noisy = gaussian(stack, sigma, seed=0)
     pilot = blurred(noisy)
-    refined = wiener_refine(noisy, pilot, sigma)
+    refined = wiener_refine(noisy, pilot, sigma, frequencies=False)
     assert refined.window == (1, 8)  # the only default window no deeper than 2 planes
     assert refined.image.shape == stack.shape
     for plane in range(2):
