@@ -166,11 +166,12 @@ def wiener_refine(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float, *,
     tried: dict[tuple[int, int, float], dict[int, torch.Tensor]] = {}
     sums: dict[tuple[int, int, float], float] = {}
     profiles: dict[tuple[int, int], torch.Tensor | float] = {}
+    risk_runs = _runs(chosen, group)
     for depth, side in candidates:
         stack = _Stack(noisy_stack, pilot_stack, depth, side)
-        profile = profiles[depth, side] = (stack.profile(_runs(chosen, group), sigma)
+        profile = profiles[depth, side] = (stack.profile(risk_runs, sigma)
                                            if frequencies else 1.0)
-        for lo, hi in _runs(chosen, group):
+        for lo, hi in risk_runs:
             mask = exact[0][lo:hi, None, None] & exact[1][:, None] & exact[2]
             for shrink, (images, diagonal) in zip(shrinks, stack.filtered(
                     lo, hi, sigma, [factor * profile for factor in shrinks])):
