@@ -26,14 +26,12 @@ import torch
 import medip
 from medip.engine.metrics import psnr, ssim
 from medip.engine.wiener import wiener_refine
-from medip.operators import Identity, estimate_sigma, gaussian
-from medip.tasks import fit_defaults, make_task
+from medip.operators import Identity, estimate_sigma
+from medip.tasks import fit_defaults
 
-from .cases import sigma_of
 from .common import write_results
-from .slabs import chunk
 from .wiener import bed
-from .wiener_windows import CASES, FRAMES
+from .wiener_windows import fitted_chunks, window_name
 
 
 def _images():
@@ -43,20 +41,8 @@ def _images():
         sigma = estimate_sigma(noisy)
         pilot = medip.fit(Identity(), noisy, noise_level=sigma, **fit_defaults("denoise")).image
         yield "bed (2D)", name, noisy[0, 0], pilot[0, 0], clean[0, 0], sigma
-    for scan, size, level in CASES:
-        volume = chunk(scan, size, FRAMES.get(scan))
-        clean = torch.from_numpy(volume.array.astype(np.float32))
-        noisy = volume.with_array(gaussian(clean, sigma_of(clean, level), seed=1).numpy())
-        task = make_task("denoise", noisy)
-        result = medip.reconstruct_volume(task, wiener=False, progress=False)
-        axis = task.stack_axis(None)
-
-        def planes(array: torch.Tensor) -> torch.Tensor:
-            return array.movedim(axis, 0).contiguous()
-
-        yield ("volume chunks", f"{scan.split('.')[0]} {'x'.join(map(str, volume.shape))} "
-               f"{level * 255:.0f}/255", planes(torch.from_numpy(noisy.array)),
-               planes(torch.from_numpy(result.volume.array)), planes(clean), task.sigma)
+    for case, noisy, pilot, clean, sigma, _ in fitted_chunks():
+        yield "volume chunks", case, noisy, pilot, clean, sigma
 
 
 def _summary(rows: list[dict]) -> dict:
@@ -79,7 +65,7 @@ def main() -> None:
             row.update({f"{key} s": time.perf_counter() - start,
                         f"{key} psnr": psnr(refined.image, clean),
                         f"{key} ssim": ssim(refined.image, clean),
-                        f"{key} window": "x".join(map(str, refined.window[:1] + refined.window)),
+                        f"{key} window": window_name(refined.window),
                         f"{key} shrink": refined.shrink})
         row["per frequency - one shrink dB"] = row["per frequency psnr"] - row["one shrink psnr"]
         rows.append(row)

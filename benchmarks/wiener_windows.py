@@ -45,12 +45,15 @@ FRAMES = {"mr_epi_example4d.nii.gz": 0}
 COMPARED = ((1, 8), (2, 8), (3, 8), (4, 8), (5, 8), (4, 4), (4, 6))
 
 
-def _name(window: tuple[int, int]) -> str:
+def window_name(window: tuple[int, int]) -> str:
+    """A (depth, side) window as ``depth x side x side``."""
     return f"{window[0]}x{window[1]}x{window[1]}"
 
 
-def main() -> None:
-    rows = []
+def fitted_chunks():
+    """Each case's chunk, fitted once: ``(case, measured, pilot, reference, sigma, seconds)``,
+    the noisy chunk, the DIP result (``wiener=False``) and the clean chunk as stacks of planes
+    across the task's stack axis, the task's noise estimate and the fit's seconds."""
     for name, size, level in CASES:
         volume = chunk(name, size, FRAMES.get(name))
         clean = torch.from_numpy(volume.array.astype(np.float32))
@@ -61,9 +64,17 @@ def main() -> None:
         fitted = time.perf_counter() - start
         task = make_task("denoise", noisy)
         axis = task.stack_axis(None)
-        pilot = torch.from_numpy(res.volume.array).movedim(axis, 0).contiguous()
-        measured = torch.from_numpy(noisy.array).movedim(axis, 0).contiguous()
-        reference = clean.movedim(axis, 0).contiguous()
+
+        def planes(array: torch.Tensor) -> torch.Tensor:
+            return array.movedim(axis, 0).contiguous()
+
+        yield (case, planes(torch.from_numpy(noisy.array)),
+               planes(torch.from_numpy(res.volume.array)), planes(clean), task.sigma, fitted)
+
+
+def main() -> None:
+    rows = []
+    for case, measured, pilot, reference, sigma, fitted in fitted_chunks():
 
         def row(label: str, image: torch.Tensor, seconds: float, **extra) -> None:
             rows.append({"case": case, "window": label, "psnr": psnr(image, reference),
@@ -75,21 +86,22 @@ def main() -> None:
         row("DIP (wiener=False)", pilot, fitted)
         # every window's risk read on the same voxels (those no window's padding mirrors)
         start = time.perf_counter()
-        among_all = wiener_refine(measured, pilot, task.sigma, windows=COMPARED)
+        among_all = wiener_refine(measured, pilot, sigma, windows=COMPARED)
         seconds = time.perf_counter() - start
         for window in COMPARED:
             start = time.perf_counter()
-            refined = wiener_refine(measured, pilot, task.sigma, windows=(window,))
-            row(_name(window), refined.image, time.perf_counter() - start,
+            refined = wiener_refine(measured, pilot, sigma, windows=(window,))
+            row(window_name(window), refined.image, time.perf_counter() - start,
                 shrink=refined.shrink, **{"Stein risk": min(
                     risk for (*key, _), risk in among_all.risks.items()
                     if tuple(key) == window)})
-        row(f"Stein's choice among these {len(COMPARED)} (chose {_name(among_all.window)})",
-            among_all.image, seconds, shrink=among_all.shrink)
+        row(f"Stein's choice among these {len(COMPARED)} (chose "
+            f"{window_name(among_all.window)})", among_all.image, seconds,
+            shrink=among_all.shrink)
         start = time.perf_counter()
-        refined = wiener_refine(measured, pilot, task.sigma)
-        row(f"shipped: Stein's choice among {', '.join(map(_name, WINDOWS))} (chose "
-            f"{_name(refined.window)})", refined.image, time.perf_counter() - start,
+        refined = wiener_refine(measured, pilot, sigma)
+        row(f"shipped: Stein's choice among {', '.join(map(window_name, WINDOWS))} (chose "
+            f"{window_name(refined.window)})", refined.image, time.perf_counter() - start,
             shrink=refined.shrink)
     write_results("wiener-windows", rows, ["case", "window", "psnr", "ssim", "shrink",
                                            "Stein risk", "true mse", "seconds"])
