@@ -169,6 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--scheduler", help="address of a Dask distributed scheduler to submit to")
     batch.add_argument("--shard", help="K/N: only the K-th of N parts (job arrays)")
     batch.add_argument("--retry-failed", action="store_true", help="rerun jobs that failed before")
+    batch.add_argument("--chain", action="store_true", help="start each scan's first fit from "
+                       "the weights of the last scan of the same shape its worker reconstructed "
+                       "instead of cold (scans of one protocol: less time; a result then "
+                       "depends on the scan before it, which the manifest names)")
     batch.set_defaults(run=_run_batch)
     simulate = commands.add_parser("simulate", help="make degraded data from a clean scan",
                                    description="Degrade a clean scan; writes the measurement "
@@ -261,11 +265,12 @@ def _run_batch(args: argparse.Namespace) -> int:
     def show(row: dict) -> None:
         if not quiet:
             error = f": {row['error']}" if row.get("error") else ""
-            print(f"[{row['status']}] {row['job']}{error}", file=sys.stderr)
+            after = f" (started from {row['started_from']})" if row.get("started_from") else ""
+            print(f"[{row['status']}] {row['job']}{error}{after}", file=sys.stderr)
 
     counts = run_batch(args.root, args.output, options, workers=args.workers,
                        scheduler=args.scheduler, shard_spec=args.shard,
-                       retry_failed=args.retry_failed, on_row=show)
+                       retry_failed=args.retry_failed, on_row=show, chain=args.chain)
     print(f"batch: {summary(counts) or 'nothing to do'}; manifest "
           f"{Path(args.output) / 'manifest.jsonl'}")
     if counts.get("interrupted"):

@@ -47,6 +47,24 @@ _HINTS = {"3d": "use mode='slices' or mode='patches'",
           "slices": "use a smaller generator preset (e.g. 'fast')"}
 
 
+@dataclass(frozen=True)
+class FitStart:
+    """The fitted weights of a reconstruction's first fit (the cold one), to start another
+    scan's first fit from (``reconstruct_volume(start=result.start)``): a scan of the same
+    protocol (the next frame of a series, the next patient of a study) then needs
+    :data:`START_STEPS` with the warm stopper instead of a cold fit: on real scans, a median
+    0.58x the time for a median -0.01 dB. ``task``, ``mode``, ``generator`` and ``shape`` (the
+    fits' image shape, channels first) say which reconstructions it can start; ``source``
+    names the scan it was fitted on (for the record)."""
+
+    task: str
+    mode: str
+    generator: str
+    shape: tuple[int, ...]
+    state: dict = field(repr=False)
+    source: str = ""
+
+
 @dataclass
 class VolumeResult:
     """The reconstructed volume and its per-voxel variance (uncertainty), both with the output
@@ -76,6 +94,9 @@ class VolumeResult:
     #: The refinement's window, (depth across slices, side in the slice) (depth 1: each slice
     #: on its own), None where the result was not refined.
     wiener_window: tuple[int, int] | None = None
+    #: The first fit's weights (ensemble member 0's), to start the next scan of the same
+    #: protocol from (``reconstruct_volume(start=)``); None for the classical methods.
+    start: FitStart | None = None
 
 
 class _Member(NamedTuple):
@@ -88,14 +109,15 @@ class _Member(NamedTuple):
     runs: list[int]
     histories: list[dict]
     estimate: Estimate | None
+    first: Result
     interrupted: bool = False
 
     @classmethod
     def of(cls, image: torch.Tensor, variance: torch.Tensor, results: Sequence[Result],
-           estimate: Estimate | None, interrupted: bool = False) -> _Member:
+           estimate: Estimate | None, first: Result, interrupted: bool = False) -> _Member:
         return cls(image, variance, [r.stop_step for r in results],
                    [r.steps_run for r in results], [r.history for r in results], estimate,
-                   interrupted)
+                   first, interrupted)
 
 
 def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "denoise",
@@ -112,7 +134,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                        amp: bool = False, progress: bool | None = None,
                        check_memory: bool = True,
                        reference: Volume | None = None, method: str = "dip",
-                       **task_options: Any) -> VolumeResult:
+                       start: FitStart | None = None, **task_options: Any) -> VolumeResult:
     """Reconstruct ``measurement`` through ``task`` and return it in the task's output units and
     geometry.
 
@@ -146,7 +168,11 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     across neighbouring ones, as Stein's estimate picks; the variance map stays the fits'). ``method`` (tasks that offer classical
     methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
     reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
-    through the same slices and geometry so the two compare on the same data. Raises
+    through the same slices and geometry so the two compare on the same data. ``start``
+    (another reconstruction's :attr:`VolumeResult.start`, of the same task, mode, generator and
+    image size): the first fit starts from its weights, with the warm stopper and a budget of
+    :data:`START_STEPS`, instead of cold; for the next scan of a protocol (see
+    :class:`FitStart`). Raises
     ``MemoryError`` before starting when the estimated need exceeds the memory
     available, naming the mode that would fit.
     """
@@ -175,6 +201,8 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                          f"{', '.join(spec.methods)}")
     if method != "dip":
         ensemble = 1  # deterministic: members would be identical
+    if start is not None:
+        _check_start(start, spec.name, mode, generator or defaults.PRESET, method, ensemble)
     if wiener and not spec.wiener:
         raise InputError(f"wiener=True refines a denoised scan by its noise level; "
                          f"{spec.name!r} has no such refinement (leave wiener off)")
@@ -199,19 +227,20 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
                  "stop waits for the loss it leaves", spec.name, bound.sigma)
     budget = _Budget(stopper, max_steps, warm_steps)
     ref = bound.fit_reference(reference) if reference is not None else None
-    start = time.perf_counter()
+    began = time.perf_counter()
     members: list[_Member] = []
     for member_seed in seeds:
         run = {**options, "seed": member_seed}
         check = check_memory and not members and method == "dip"  # the same for every member
         try:
             if mode == "3d":
-                members.append(_whole(bound, budget, check, progress, run, ref))
+                members.append(_whole(bound, budget, check, progress, run, ref, start))
             elif mode == "slices":  # an interrupt inside a stack propagates (no partial volume)
-                members.append(_by_slices(bound, axis, slab, budget, check, progress, run, ref))
+                members.append(_by_slices(bound, axis, slab, budget, check, progress, run, ref,
+                                          start))
             else:
                 members.append(_by_patches(bound, patch, overlap, budget, check, progress, run,
-                                           ref))
+                                           ref, start))
         except (torch.OutOfMemoryError, MemoryError) as err:
             if isinstance(err, OutOfMemory):
                 raise
@@ -235,10 +264,14 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     estimate = members[0].estimate  # checked once: every member fits the same problems
     if estimate is not None:
         estimate = replace(estimate, expected_seconds=estimate.expected_seconds * len(seeds))
+    first = members[0].first
+    fitted = None if first.generator_state is None else FitStart(
+        spec.name, mode, generator, (_channels(first), *first.image.shape[2:]),
+        first.generator_state, str(bound.measured.source or ""))
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
-                        time.perf_counter() - start, mode, str(dev), estimate,
+                        time.perf_counter() - began, mode, str(dev), estimate,
                         histories, members[-1].interrupted, noise_free, generator, shrink,
-                        window)
+                        window, fitted)
 
 
 @dataclass(frozen=True)
@@ -258,6 +291,16 @@ class _Budget:
     def fixed(self) -> bool:
         """Whether the stopper is a step count (every fit runs exactly its budget)."""
         return isinstance(self.stopper, int) and not isinstance(self.stopper, bool)
+
+    @property
+    def cold(self) -> int:
+        """The step budget of a cold fit."""
+        return min(self.stopper, self.max_steps) if self.fixed else self.max_steps
+
+    def started(self) -> _Budget:
+        """The budget of a first fit started from another scan's weights: it runs the warm
+        stopper with :data:`START_STEPS` (at most a cold fit's budget, at least a warm one's)."""
+        return replace(self, warm_steps=max(self.warm, min(START_STEPS, self.cold)))
 
     def warm_stopper(self, noise_free: bool) -> Stopper:
         """A started fit is near its optimum: a shorter window and patience find it sooner
@@ -286,6 +329,15 @@ WARM_PATIENCE_SHARE = 4
 #: warm-started from a slab shifted by one slice starts near its optimum, one shifted by three
 #: does not, and every slice averages three estimates.
 SLAB_STRIDE = 1
+#: Step budget of a first fit started from another scan's weights (``reconstruct_volume(start=)``),
+#: with the warm stopper: such a start is further from the scan's optimum than a neighbouring
+#: slab's. On eight pairs of 7-slice chunks of four real scans (the next EPI frame; slices 4.5
+#: to 6 cm further on in a chest CT, a 2 mm T1 and a clinical T1; noise 10 to 50/255), a whole
+#: denoised chunk came out -0.12 to +0.09 dB from its cold-started result (median -0.01) in
+#: 0.47-0.70x the time (median 0.58x); with the warm budget, 500, -0.22 to +0.03 dB (median
+#: -0.07) in a median 0.50x. 1000 was chosen on a first run of two of the pairs
+#: (benchmarks/results/2026-12-05-vm-starts.md, ``python -m benchmarks.starts``).
+START_STEPS = 1000
 
 
 def slab_starts(depth: int, slab: int, stride: int) -> list[int]:
@@ -301,7 +353,7 @@ def slab_starts(depth: int, slab: int, stride: int) -> list[int]:
 def _fit(problem: Problem, state: dict | None, channels: int, budget: _Budget, options: dict,
          reference: torch.Tensor | None = None, callbacks: Sequence = ()) -> Result:
     """One fit: cold with the full budget when ``state`` is None, else started from ``state``
-    (a neighbour's weights) with the warm budget."""
+    (a neighbour's weights, or another scan's for a first fit) with the warm budget."""
     if options.get("method", "dip") != "dip":
         return solve(options["method"], problem.A, problem.y, problem.sigma)
     options = {**options, "loss": problem.loss, "reference": reference, "callbacks": callbacks,
@@ -343,18 +395,21 @@ TYPICAL_COLD_STEPS = 2213
 TYPICAL_WARM_SHARE = 0.54
 
 
-def expected_steps(fits: int, budget: _Budget, noise_free: bool) -> tuple[float, int]:
-    """Typical and largest step count of ``fits`` fits, one cold and the rest warm-started
-    (exact data and fixed step counts run their whole budgets)."""
-    cold = min(budget.stopper, budget.max_steps) if budget.fixed else budget.max_steps
-    most = cold + (fits - 1) * budget.warm
+def expected_steps(fits: int, budget: _Budget, noise_free: bool, started: bool = False
+                   ) -> tuple[float, int]:
+    """Typical and largest step count of ``fits`` fits, the first cold (``started``: from
+    another scan's weights, :meth:`_Budget.started`) and the rest warm-started (exact data and
+    fixed step counts run their whole budgets)."""
+    first = budget.started().warm if started else budget.cold
+    most = first + (fits - 1) * budget.warm
     if budget.fixed or noise_free:
         return float(most), most
-    return min(TYPICAL_COLD_STEPS, cold) + (fits - 1) * TYPICAL_WARM_SHARE * budget.warm, most
+    typical_first = TYPICAL_WARM_SHARE * first if started else min(TYPICAL_COLD_STEPS, first)
+    return typical_first + (fits - 1) * TYPICAL_WARM_SHARE * budget.warm, most
 
 
 def _check_budget(problem: Problem, options: dict, check: bool, mode: str, fits: int,
-                  budget: _Budget) -> Estimate | None:
+                  budget: _Budget, started: bool = False) -> Estimate | None:
     """The memory check and, from a short probe fit of ``problem`` (its seconds per step and
     set-up, :class:`~medip.engine.estimate.StepClock`), the time the fits will take (logged
     before they start, and kept in the estimate)."""
@@ -366,7 +421,7 @@ def _check_budget(problem: Problem, options: dict, check: bool, mode: str, fits:
     probe = _Budget(PROBE_STEPS + 1 if budget.fixed else budget.stopper, PROBE_STEPS + 1, None)
     _fit(problem, None, 0, probe, options, callbacks=[clock])
     estimate = clock.timed(estimate)
-    typical, most = expected_steps(fits, budget, options["noise_free"])
+    typical, most = expected_steps(fits, budget, options["noise_free"], started)
     estimate = replace(estimate, expected_seconds=estimate.seconds(typical, fits))
     fastest, slowest = estimate.seconds_range
     log.info("%s mode: %d fit(s), expected about %.0f s (%.0f steps at %.3f s, probe steps "
@@ -377,22 +432,52 @@ def _check_budget(problem: Problem, options: dict, check: bool, mode: str, fits:
     return estimate
 
 
+def _check_start(start: FitStart, task: str, mode: str, generator: str, method: str,
+                 ensemble: int) -> None:
+    """A clear error where ``start`` cannot start this reconstruction's first fit."""
+    if method != "dip":
+        raise InputError(f"start= holds a generator's weights; method={method!r} fits none "
+                         f"(leave start off)")
+    if ensemble > 1:
+        raise InputError("start= with ensemble > 1 would start every member from the same "
+                         "weights; use ensemble=1 or leave start off")
+    for name, given, here in (("task", start.task, task), ("mode", start.mode, mode),
+                              ("generator", start.generator, generator)):
+        if given != here:
+            raise InputError(f"start= was fitted with {name} {given!r} but this reconstruction "
+                             f"runs {here!r}; start from a reconstruction with the same {name}")
+
+
+def _first_state(start: FitStart | None, problem: Problem) -> tuple[dict | None, int]:
+    """The weights and channel count the first fit starts from: ``start``'s, or none (cold)."""
+    if start is None:
+        return None, 0
+    if tuple(start.shape[1:]) != tuple(problem.image_shape):
+        raise InputError(f"start= was fitted on images of {tuple(start.shape[1:])} voxels but "
+                         f"this reconstruction's fits are {tuple(problem.image_shape)}; start "
+                         f"from a scan of the same matrix and slab, or leave start off")
+    return start.state, start.shape[0]
+
+
 def _whole(task: Task, budget: _Budget, check_memory: bool, progress: bool | None,
-           options: dict, ref: torch.Tensor | None) -> _Member:
+           options: dict, ref: torch.Tensor | None, start: FitStart | None = None) -> _Member:
     """``mode="3d"``: one fit over everything (an interrupt keeps the best output so far)."""
     problem = task.problem(tuple(slice(0, n) for n in task.shape), None)
-    estimate = _check_budget(problem, options, check_memory, "3d", 1, budget)
-    bar = ProgressBar(budget.max_steps, "3d fit", progress)
-    result = _fit(problem, None, 0, budget, options, None if ref is None else ref[None, None],
-                  [bar])
+    state, channels = _first_state(start, problem)
+    estimate = _check_budget(problem, options, check_memory, "3d", 1, budget, state is not None)
+    if state is not None:
+        budget = budget.started()
+    bar = ProgressBar(budget.max_steps if state is None else budget.warm, "3d fit", progress)
+    result = _fit(problem, state, channels, budget, options,
+                  None if ref is None else ref[None, None], [bar])
     bar.close()
     image, variance = problem.images(result)
-    return _Member.of(image[0], variance[0], [result], estimate, result.interrupted)
+    return _Member.of(image[0], variance[0], [result], estimate, result, result.interrupted)
 
 
 def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
                check_memory: bool, progress: bool | None, options: dict,
-               ref: torch.Tensor | None) -> _Member:
+               ref: torch.Tensor | None, start: FitStart | None = None) -> _Member:
     axis = task.stack_axis(axis)
     depth = task.shape[axis]
     spec = task.spec
@@ -407,11 +492,13 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
     starts = slab_starts(depth, slab, SLAB_STRIDE)
     problems = [task.problem(region_of(task.shape, axis, s, slab), axis) for s in starts]
     plane = problems[0].image_shape
-    estimate = _check_budget(problems[len(problems) // 2], options, check_memory, "slices",
-                             len(problems), budget)
+    middle = problems[len(problems) // 2]
+    first = _first_state(start, middle)
+    estimate = _check_budget(middle, options, check_memory, "slices", len(problems), budget,
+                             start is not None)
     references = None if ref is None else [cut(ref, region_of(ref.shape, axis, s, slab), axis)
                                            for s in starts]
-    results = fit_stack(problems, budget, progress, options, references)
+    results = fit_stack(problems, budget, progress, options, references, first)
     parts = [problem.images(result) for problem, result in zip(problems, results)]
     image, variance, seen = (torch.zeros(depth, *plane, dtype=parts[0][0].dtype),
                              torch.zeros(depth, *plane), torch.zeros(depth, *[1] * len(plane)))
@@ -420,13 +507,14 @@ def _by_slices(task: Task, axis: int | None, slab: int | None, budget: _Budget,
         variance[s:s + slab] += part_variance
         seen[s:s + slab] += 1
     return _Member.of((image / seen).movedim(0, axis), (variance / seen).movedim(0, axis),
-                      results, estimate)
+                      results, estimate, results[len(results) // 2])
 
 
 def fit_stack(problems: Sequence[Problem], budget: _Budget, progress: bool | None = None,
-              options: dict | None = None, references: Sequence[torch.Tensor] | None = None
-              ) -> list[Result]:
-    """Fit a stack of 2D problems: the middle one cold, then outwards in both directions, each
+              options: dict | None = None, references: Sequence[torch.Tensor] | None = None,
+              first: tuple[dict | None, int] = (None, 0)) -> list[Result]:
+    """Fit a stack of 2D problems: the middle one cold (or, with ``first``'s weights and
+    channel count, warm-started from another scan's), then outwards in both directions, each
     warm-started from its neighbour's weights. ``options`` go to :func:`medip.fit`
     (``generator`` a preset name); ``references`` (clean slices) only add metrics.
     An interrupt propagates, so no partial stack is ever returned."""
@@ -440,8 +528,11 @@ def fit_stack(problems: Sequence[Problem], budget: _Budget, progress: bool | Non
     for t in order:
         neighbour = None if t == middle else (t - 1 if t > middle else t + 1)
         before = None if neighbour is None else results[neighbour]
-        result = _fit(problems[t], before and before.generator_state, _channels(before),
-                      budget, options, None if references is None else references[t])
+        state, channels = first if before is None else (before.generator_state,
+                                                        _channels(before))
+        result = _fit(problems[t], state, channels,
+                      budget.started() if before is None else budget, options,
+                      None if references is None else references[t])
         if result.interrupted:
             raise KeyboardInterrupt
         results[t] = result
@@ -472,7 +563,8 @@ def _ramp(size: int, overlap: int) -> torch.Tensor:
 
 
 def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_memory: bool,
-                progress: bool | None, options: dict, ref: torch.Tensor | None) -> _Member:
+                progress: bool | None, options: dict, ref: torch.Tensor | None,
+                start: FitStart | None = None) -> _Member:
     shape = task.shape
     size = [min(patch, n) for n in shape]
     if overlap >= min(size):
@@ -481,8 +573,10 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
                for b in _starts(shape[1], size[1], overlap)
                for c in _starts(shape[2], size[2], overlap)]
     regions = [tuple(slice(a, a + n) for a, n in zip(corner, size)) for corner in corners]
-    estimate = _check_budget(task.problem(regions[0], None), options, check_memory, "patches",
-                             len(regions), budget)
+    first = task.problem(regions[0], None)
+    state, channels = _first_state(start, first)
+    estimate = _check_budget(first, options, check_memory, "patches", len(regions), budget,
+                             start is not None)
     weight = _ramp(size[0], overlap)[:, None, None] * _ramp(size[1], overlap)[None, :, None] \
         * _ramp(size[2], overlap)[None, None, :]
     total, var_total, weights = (torch.zeros(shape) for _ in range(3))
@@ -490,7 +584,10 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
     bar = progress_bar(len(regions), "patches", progress, unit="fit")
     for region in regions:
         problem = task.problem(region, None)
-        result = _fit(problem, previous and previous.generator_state, 1, budget, options,
+        if previous is not None:
+            state, channels = previous.generator_state, 1
+        result = _fit(problem, state, channels, budget if previous is not None else budget.started(),
+                      options,
                       None if ref is None else ref[region][None, None].contiguous())
         if result.interrupted:
             raise KeyboardInterrupt
@@ -502,4 +599,4 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
         previous = result
         bar.update()
     bar.close()
-    return _Member.of(total / weights, var_total / weights, results, estimate)
+    return _Member.of(total / weights, var_total / weights, results, estimate, results[0])

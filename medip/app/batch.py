@@ -107,8 +107,17 @@ def read_manifest(out: Path) -> dict[str, dict]:
     return rows
 
 
-def _run_one(job: Job, options: JobOptions, threads: int | None) -> dict:
-    """Worker side: run one job and describe the outcome (never raises for a bad scan)."""
+#: A worker's chain (``run_batch(chain=True)``) for the run named by its key: the first fit's
+#: weights of the last scan it reconstructed, per kind of scan, for the next scan of that kind
+#: to start from. Each worker process holds its own and forgets earlier runs' (a Dask worker
+#: outlives a run).
+_STARTS: dict[str, dict] = {}
+
+
+def _run_one(job: Job, options: JobOptions, threads: int | None, chain: str | None = None
+             ) -> dict:
+    """Worker side: run one job and describe the outcome (never raises for a bad scan);
+    ``chain``: the run's key, to start from the last scan this worker reconstructed in it."""
     import torch
 
     if threads:
@@ -117,15 +126,25 @@ def _run_one(job: Job, options: JobOptions, threads: int | None) -> dict:
     start = time.perf_counter()
     try:
         record = run_job(job.input, job.output, replace(options, series=job.series),
-                         command_line=["medip", "batch", job.input], save_interrupted=False)
+                         command_line=["medip", "batch", job.input], save_interrupted=False,
+                         starts=_chain(chain))
         return {"status": "done", "stop_step": record["stop_steps"], "error": None,
                 "seconds": round(time.perf_counter() - start, 2), "threads": record["threads"],
-                "pid": os.getpid()}
+                "pid": os.getpid(), "started_from": record["started_from"]}
     except KeyboardInterrupt:
         return {"status": "interrupted"}
     except Exception as err:  # one bad scan never stops the others
         return {"status": "failed", "error": f"{type(err).__name__}: {err}",
                 "seconds": round(time.perf_counter() - start, 2), "stop_step": None}
+
+
+def _chain(run: str | None) -> dict | None:
+    """This worker's starts in the chained run ``run`` (None: the run is not chained)."""
+    if run is None:
+        return None
+    if run not in _STARTS:
+        _STARTS.clear()
+    return _STARTS.setdefault(run, {})
 
 
 def _worker_signals() -> None:
@@ -136,8 +155,16 @@ def _worker_signals() -> None:
 
 def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: int = 1,
               scheduler: str | None = None, shard_spec: str | None = None,
-              retry_failed: bool = False, on_row: Callable[[dict], None] | None = None) -> dict:
-    """Process every series under ``root`` into ``out``; returns counts per status."""
+              retry_failed: bool = False, on_row: Callable[[dict], None] | None = None,
+              chain: bool = False) -> dict:
+    """Process every series under ``root`` into ``out``; returns counts per status.
+
+    ``chain``: each worker starts a scan's first fit from the weights of the last scan of the
+    same shape it reconstructed (``reconstruct_volume(start=)``: the warm stopper and
+    :data:`medip.reconstruct.START_STEPS` instead of a cold fit); for scans of one protocol. A
+    result then depends on which scan came before it in its worker (the manifest and sidecar
+    say which: ``started_from``).
+    """
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
@@ -146,7 +173,7 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
     out.mkdir(parents=True, exist_ok=True)
     with output_lock(out):
         return _run_locked(root, out, options, workers, scheduler, shard_spec, retry_failed,
-                           on_row)
+                           on_row, chain)
 
 
 @contextlib.contextmanager
@@ -174,8 +201,9 @@ def output_lock(out: Path) -> Iterator[None]:
 
 def _run_locked(root: Path, out: Path, options: JobOptions, workers: int,
                 scheduler: str | None, shard_spec: str | None, retry_failed: bool,
-                on_row: Callable[[dict], None] | None) -> dict:
+                on_row: Callable[[dict], None] | None, chain: bool) -> dict:
     previous = read_manifest(out)
+    run = f"{out.resolve()} {time.time()} {os.getpid()}" if chain else None  # the chain's key
     jobs = shard(discover(root, out, options.format), shard_spec)
     counts = {"done": 0, "failed": 0, "skipped": 0, "already done": 0, "not run": 0}
     manifest = open(out / MANIFEST, "a")
@@ -208,9 +236,9 @@ def _run_locked(root: Path, out: Path, options: JobOptions, workers: int,
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         if scheduler:
-            _run_dask(todo, options, scheduler, record)
+            _run_dask(todo, options, scheduler, record, run)
         else:
-            _run_local(todo, options, workers, record)
+            _run_local(todo, options, workers, record, run)
     except KeyboardInterrupt:
         counts["not run"] = sum(job.id not in recorded for job in todo)
         counts["interrupted"] = True
@@ -228,7 +256,7 @@ def _raise_interrupt(signum, frame) -> None:
 
 
 def _run_local(jobs: list[Job], options: JobOptions, workers: int,
-               record: Callable[[Job, dict], None]) -> None:
+               record: Callable[[Job, dict], None], chain: str | None = None) -> None:
     cpus = available_cpus()
     if workers > cpus:
         log.warning("--workers %d is more than the %d CPU(s) this process may use: running %d "
@@ -237,10 +265,10 @@ def _run_local(jobs: list[Job], options: JobOptions, workers: int,
     threads = threads_per_worker(workers, options.threads, cpus)
     if workers <= 1:
         for job in jobs:
-            record(job, _run_one(job, options, threads))
+            record(job, _run_one(job, options, threads, chain))
         return
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
-    pending: dict[Future, Job] = {pool.submit(_run_one, job, options, threads): job
+    pending: dict[Future, Job] = {pool.submit(_run_one, job, options, threads, chain): job
                                   for job in jobs}
     try:
         while pending:
@@ -258,7 +286,7 @@ def _run_local(jobs: list[Job], options: JobOptions, workers: int,
 
 
 def _run_dask(jobs: Iterable[Job], options: JobOptions, address: str,
-              record: Callable[[Job, dict], None]) -> None:
+              record: Callable[[Job, dict], None], chain: str | None = None) -> None:
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -266,7 +294,7 @@ def _run_dask(jobs: Iterable[Job], options: JobOptions, address: str,
                           ) from None
     jobs = list(jobs)
     with Client(address) as client:
-        futures = {client.submit(_run_one, job, options, options.threads, pure=False,
+        futures = {client.submit(_run_one, job, options, options.threads, chain, pure=False,
                                  key=f"medip-{i}-{job.id}"): job for i, job in enumerate(jobs)}
         for future in as_completed(futures):
             record(futures[future], future.result())

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +23,7 @@ from ..engine.device import fit_threads
 from ..io import Volume, header_shape, load, load_sinogram, read_kspace, save, save_preview
 from ..io.api import derived_path
 from ..io.preview import default_window
-from ..reconstruct import VolumeResult, check_memory_for, reconstruct_volume
+from ..reconstruct import FitStart, VolumeResult, check_memory_for, reconstruct_volume
 from ..tasks import CT, MRI, Task, make_task
 from .options import JobOptions
 from .provenance import sha256, sidecar_of, versions, write_sidecar
@@ -79,9 +79,10 @@ def open_task(source: Path, options: JobOptions) -> tuple[Task, list[Path]]:
     return _OPEN[options.task](source, options)
 
 
-def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
-                ) -> VolumeResult:
-    """:func:`medip.reconstruct_volume` with the job's options."""
+def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None,
+                start: FitStart | None = None) -> VolumeResult:
+    """:func:`medip.reconstruct_volume` with the job's options (``start``: its first fit starts
+    from another scan's weights)."""
     return reconstruct_volume(
         task, mode=options.mode, axis=options.axis, slab=options.slab, patch=options.patch,
         generator=options.generator(), stopper=options.stopper_value(), max_steps=options.max_steps,
@@ -90,16 +91,19 @@ def reconstruct(task: Task, options: JobOptions, reference: Volume | None = None
         noise_free=options.noise_free,
         seed=options.seed, ensemble=options.ensemble, device=options.device,
         threads=options.threads, amp=options.amp, progress=options.progress,
-        reference=reference, method=options.method)
+        reference=reference, method=options.method, start=start)
 
 
 def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions,
-            command_line: list[str] | None = None, save_interrupted: bool = True) -> dict:
+            command_line: list[str] | None = None, save_interrupted: bool = True,
+            starts: dict | None = None) -> dict:
     """Reconstruct ``input_path`` into ``output_path``; returns the sidecar's record.
 
     An interrupted 3D fit (Ctrl-C) still writes its best output so far, marked
     ``"interrupted": true``, unless ``save_interrupted`` is False (batch runs), when the
-    interrupt propagates and nothing is written.
+    interrupt propagates and nothing is written. ``starts`` (a batch's chain of scans): the
+    first fit starts from the weights it holds for a scan of this one's shape, if any (recorded
+    as ``started_from``), and this scan's weights replace them.
     """
     source, output = Path(input_path), Path(output_path)
     for existing in (output, sidecar_of(output)):
@@ -108,9 +112,13 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
     start = time.perf_counter()
     reference = load(options.reference) if options.reference else None  # fail before the work
     task, inputs = open_task(source, options)
-    result = reconstruct(task, options, reference)
+    kind = (task.shape, repr(replace(options, series=None)))  # scans whose fits match
+    previous = None if starts is None else starts.get(kind)
+    result = reconstruct(task, options, reference, previous)
     if result.interrupted and not save_interrupted:
         raise KeyboardInterrupt
+    if starts is not None and result.start is not None and not result.interrupted:
+        starts[kind] = result.start
     metrics = _metrics(result.volume, reference, options.reference)
     steps = f"stopped at step {int(np.median(result.stop_steps))} (median)"
     how = f"DIP {result.generator}, {steps}" if options.method == "dip" else options.method
@@ -127,6 +135,7 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
         "threads": fit_threads(options.threads),
         "noise_free": result.noise_free,
         "stop_steps": result.stop_steps, "steps_run": result.steps_run,
+        "started_from": previous.source if previous is not None else None,
         "interrupted": result.interrupted,
         "seconds": round(time.perf_counter() - start, 3),
         # the fits' time as the driver expected it before they started (all members)

@@ -205,6 +205,35 @@ def test_batch_runs_every_series_resumes_and_retries(scan_root, tmp_path):
         shard(jobs, "3")
 
 
+def test_a_chained_batch_starts_each_scan_from_the_one_before(tmp_path, sample_dir):
+    """With chain=True the second scan of one shape starts from the first's weights (its
+    result differs from an unchained run's), and the manifest and sidecar say which scan it
+    started from; a scan of another shape starts cold."""
+    root = tmp_path / "root"
+    root.mkdir()
+    brain = nib.load(sample_dir / "mr_brain_t1_2mm.nii.gz")
+    for name, region in (("a", np.s_[30:46, 40:56, 40:43]), ("b", np.s_[30:46, 40:56, 50:53]),
+                         ("c", np.s_[30:42, 40:56, 40:43])):
+        crop = brain.get_fdata()[region].astype(np.float32)
+        nib.save(nib.Nifti1Image(crop, brain.affine), root / f"{name}.nii.gz")
+    out = tmp_path / "out"
+    options = JobOptions(task="denoise", max_steps=30, warm_steps=10, progress=False)
+    counts = run_batch(root, out, options, chain=True)
+    assert counts["done"] == 3
+    rows = read_manifest(out)
+    assert rows["a.nii.gz"]["started_from"] is None and rows["c.nii.gz"]["started_from"] is None
+    assert rows["b.nii.gz"]["started_from"] == str(root / "a.nii.gz")
+    sidecar = json.loads((out / "b.nii.gz.medip.json").read_text())
+    assert sidecar["started_from"] == str(root / "a.nii.gz")
+    unchained = tmp_path / "unchained"
+    run_batch(root, unchained, options)
+    assert read_manifest(unchained)["b.nii.gz"]["started_from"] is None
+    for name, same in (("a", True), ("b", False), ("c", True)):
+        chained, alone = (nib.load(folder / f"{name}.nii.gz").get_fdata()
+                          for folder in (out, unchained))
+        assert np.array_equal(chained, alone) == same
+
+
 def test_batch_sigterm_leaves_finished_outputs_and_an_honest_manifest(scan_root, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o", str(out),
