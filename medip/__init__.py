@@ -11,7 +11,8 @@ from ._version import __version__
 
 _WHERE = {"fit": "engine.fitting", "Result": "engine.fitting", "StepInfo": "engine.fitting",
           "Volume": "io", "load": "io", "save": "io", "Sinogram": "io", "KSpace": "io",
-          "VolumeResult": "reconstruct", "reconstruct_volume": "reconstruct",
+          "VolumeResult": "reconstruct", "FitStart": "reconstruct",
+          "reconstruct_volume": "reconstruct",
           "MedipError": "errors"}
 _WHERE.update({name: name for name in ("defaults", "engine", "errors", "io", "operators",
                                           "tasks", "app", "integrations")})

@@ -168,6 +168,9 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
+    if chain and options.ensemble > 1:
+        raise InputError("--chain starts one fit from the scan before; with --ensemble "
+                         f"{options.ensemble} every member would start from it: use --ensemble 1")
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"{out} is inside the input folder {root}; choose an output outside it")
     out.mkdir(parents=True, exist_ok=True)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +20,7 @@ from medip.cli.main import cli_reference, main
 from medip.app.batch import discover, read_manifest, run_batch, shard
 from medip.app.options import JobOptions
 from medip.engine.wiener import WINDOWS
+from medip.errors import InputError
 
 FAST = ["--max-steps", "40", "--quiet"]
 
@@ -232,6 +234,8 @@ def test_a_chained_batch_starts_each_scan_from_the_one_before(tmp_path, sample_d
         chained, alone = (nib.load(folder / f"{name}.nii.gz").get_fdata()
                           for folder in (out, unchained))
         assert np.array_equal(chained, alone) == same
+    with pytest.raises(InputError, match="--ensemble 1"):
+        run_batch(root, tmp_path / "members", replace(options, ensemble=2), chain=True)
 
 
 def test_batch_sigterm_leaves_finished_outputs_and_an_honest_manifest(scan_root, tmp_path):
