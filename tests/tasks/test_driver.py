@@ -61,6 +61,18 @@ def test_a_scan_starts_from_another_scans_fitted_weights(brain):
     assert gain(started.volume, clean, noisy) > gain(cold.volume, clean, noisy) + 1
 
 
+@pytest.mark.parametrize("mode", ["3d", "patches"])
+def test_3d_and_patch_fits_start_from_another_scans_weights_too(brain, mode):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 52)))
+    few = dict(stopper=6, max_steps=6, patch=12, overlap=4, wiener=False, progress=False)
+    cold = reconstruct_volume(noisy, "denoise", mode, **few)
+    assert cold.start.mode == mode
+    assert cold.start.shape == ((1, 16, 16, 12) if mode == "3d" else (1, 12, 12, 12))
+    started = reconstruct_volume(noisy, "denoise", mode, start=cold.start, **few)
+    assert started.steps_run == cold.steps_run  # a fixed count: the same budgets
+    assert not np.array_equal(started.volume.array, cold.volume.array)
+
+
 def test_a_start_that_does_not_fit_the_reconstruction_is_refused(brain):
     _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
     start = reconstruct_volume(noisy, "denoise", max_steps=4, wiener=False, progress=False).start
