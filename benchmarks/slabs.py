@@ -42,13 +42,15 @@ CASES = (("mr_brain_t1_2mm.nii.gz", None, 10 / 255),
 SETTINGS = ((500, 4, 1), (500, 10, 1), (200, 4, 1), (100, 4, 1), (500, 4, 3), (200, 4, 3))
 
 
-def chunk(name: str, size: int | None, frame: int | None = None) -> medip.Volume:
-    """The middle DEPTH slices of a scan (``frame``: of a 4D series), area-resampled in-plane to
-    ``size``^2."""
+def chunk(name: str, size: int | None, frame: int | None = None, first: int | None = None,
+          depth: int = DEPTH) -> medip.Volume:
+    """``depth`` slices of a scan from slice ``first`` (None: the middle ones; ``frame``: of a
+    4D series), area-resampled in-plane to ``size``^2."""
     volume = medip.load(DATA / name, frame=frame)
-    middle = volume.shape[2] // 2
-    array = torch.from_numpy(np.ascontiguousarray(
-        volume.array[:, :, middle - DEPTH // 2: middle - DEPTH // 2 + DEPTH], dtype=np.float32))
+    if first is None:
+        first = volume.shape[2] // 2 - depth // 2
+    array = torch.from_numpy(np.ascontiguousarray(volume.array[:, :, first:first + depth],
+                                                  dtype=np.float32))
     if size is not None:
         array = F.interpolate(array.permute(2, 0, 1)[None], size=(size, size), mode="area")[0]
         array = array.permute(1, 2, 0).contiguous()

@@ -21,7 +21,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import medip
 from medip import reconstruct
@@ -30,6 +29,7 @@ from medip.operators import gaussian
 
 from .cases import sigma_of
 from .common import write_results
+from .slabs import chunk
 from .stopbed import DATA
 
 DEPTH = 7
@@ -44,18 +44,6 @@ CASES = (("EPI frame 0 -> frame 1", "mr_epi_example4d.nii.gz", (9, 9), (0, 1), N
           (None, None), 128, (25,)))
 #: The first fit's budgets compared with the cold start: as shipped, and a warm fit's.
 BUDGETS = (reconstruct.START_STEPS, 500)
-
-
-def chunk(name: str, first: int, frame: int | None, size: int | None) -> medip.Volume:
-    """Slices ``first`` to ``first + DEPTH - 1`` of a scan (``frame``: of a 4D series),
-    area-resampled in-plane to ``size``^2."""
-    volume = medip.load(DATA / name, frame=frame)
-    array = torch.from_numpy(np.ascontiguousarray(volume.array[:, :, first:first + DEPTH],
-                                                  dtype=np.float32))
-    if size is not None:
-        array = F.interpolate(array.permute(2, 0, 1)[None], size=(size, size), mode="area")[0]
-        array = array.permute(1, 2, 0).contiguous()
-    return volume.with_array(array.numpy())
 
 
 def noisy(clean: medip.Volume, level: int, seed: int) -> medip.Volume:
@@ -87,7 +75,8 @@ def series() -> None:
 def main() -> None:
     rows = []
     for case, name, firsts, frames, size, levels in CASES:
-        before, clean = (chunk(name, first, frame, size) for first, frame in zip(firsts, frames))
+        before, clean = (chunk(name, size, frame, first, DEPTH)
+                         for first, frame in zip(firsts, frames))
         for level in levels:
             earlier, scan = noisy(before, level, 0), noisy(clean, level, 1)
             middle = DEPTH // 2
