@@ -18,6 +18,7 @@ from typing import Sequence
 
 from medip import __version__, defaults
 from medip.errors import MedipError
+from medip.interrupt import stop_on_signal
 from medip.io.registry import WRITABLE
 from medip.tasks.specs import SPECS, TASKS, TaskSpec
 
@@ -339,18 +340,15 @@ def _reference(parser: argparse.ArgumentParser) -> str:
     return "\n".join(parts)
 
 
-def _terminate(signum, frame) -> None:
-    """SIGTERM (a scheduler or ``kill``) stops the work as Ctrl-C does: nothing half-written."""
-    raise KeyboardInterrupt
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 success, 1 the work failed, 2 usage error."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv == ["--markdown"]:
         print(cli_reference(), end="")
         return EXIT_OK
-    signal.signal(signal.SIGTERM, _terminate)  # before the heavy imports: a stop is clean anytime
+    # before the heavy imports: a stop (SIGTERM from a scheduler or kill, Ctrl-C) is clean anytime
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop_on_signal)
     args = None
     try:
         parser = build_parser()

@@ -26,6 +26,7 @@ from ..engine.device import available_cpus, threads_per_worker
 from ..io.dicom_read import scan_series
 from ..io.registry import format_of, output_suffix, suffix_of
 from ..errors import InputError
+from ..interrupt import raise_if_stop_requested, stop_on_signal
 from .job import run_job
 from .options import JobOptions
 
@@ -150,7 +151,7 @@ def _chain(run: str | None) -> dict | None:
 def _worker_signals() -> None:
     """Workers ignore Ctrl-C (the coordinator handles it) and stop cleanly on SIGTERM."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, stop_on_signal)
 
 
 def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: int = 1,
@@ -236,7 +237,7 @@ def _run_locked(root: Path, out: Path, options: JobOptions, workers: int,
             counts["failed"] += 1
         else:
             todo.append(job)
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    old_term = signal.signal(signal.SIGTERM, stop_on_signal)
     try:
         if scheduler:
             _run_dask(todo, options, scheduler, record, run)
@@ -254,8 +255,9 @@ def _run_locked(root: Path, out: Path, options: JobOptions, workers: int,
     return counts
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+#: How often the coordinator of a multi-worker batch looks for a stop request while its workers
+#: run (a SIGTERM whose KeyboardInterrupt was lost, :mod:`medip.interrupt`).
+_POLL_SECONDS = 1.0
 
 
 def _run_local(jobs: list[Job], options: JobOptions, workers: int,
@@ -268,6 +270,7 @@ def _run_local(jobs: list[Job], options: JobOptions, workers: int,
     threads = threads_per_worker(workers, options.threads, cpus)
     if workers <= 1:
         for job in jobs:
+            raise_if_stop_requested()
             record(job, _run_one(job, options, threads, chain))
         return
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_signals)
@@ -275,7 +278,8 @@ def _run_local(jobs: list[Job], options: JobOptions, workers: int,
                                   for job in jobs}
     try:
         while pending:
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, timeout=_POLL_SECONDS, return_when=FIRST_COMPLETED)
+            raise_if_stop_requested()
             for future in finished:
                 record(pending.pop(future), future.result())
     except KeyboardInterrupt:
@@ -300,6 +304,7 @@ def _run_dask(jobs: Iterable[Job], options: JobOptions, address: str,
         futures = {client.submit(_run_one, job, options, options.threads, chain, pure=False,
                                  key=f"medip-{i}-{job.id}"): job for i, job in enumerate(jobs)}
         for future in as_completed(futures):
+            raise_if_stop_requested()
             record(futures[future], future.result())
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from .. import defaults
 from ..errors import FitDiverged, InputError
+from ..interrupt import raise_if_stop_requested
 from ..operators import LinearOperator, channels_to_complex
 from ..operators.base import check_tensor
 from .device import autocast, cpu_threads, pick_device
@@ -257,6 +258,7 @@ def _run(A, y, loss, dev, generator, tv, stopper, max_steps, lr, reg_noise, seed
     interrupted, step = False, -1
     try:
         for step in range(max_steps):
+            raise_if_stop_requested()
             optimizer.zero_grad(set_to_none=True)
             with autocast(dev, amp):
                 out = gen(reg_noise).float()

@@ -1,5 +1,9 @@
 """The DIP engine on real scans: generators, stoppers and fit across operators (small and fast)."""
 
+import signal
+import sys
+import threading
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -13,6 +17,7 @@ from medip.operators import Downsample, Identity, Mask, Radon, random_pixel_mask
 from medip.engine.stopping import ExponentialVariance, Fixed, WindowedVariance
 from medip.engine.losses import TransmissionPoisson, detail_weight
 from medip.errors import InputError
+from medip.interrupt import clear_stop, request_stop, stop_on_signal
 from medip.tasks import fit_defaults
 
 
@@ -288,6 +293,49 @@ def test_keyboard_interrupt_returns_best_so_far(ct_crop):
     y = gaussian(ct_crop[..., :32, :32], 100.0)
     res = medip.fit(Identity(), y, stopper=WindowedVariance(8, 500), callbacks=[interrupt])
     assert res.interrupted and res.steps_run == 41 and res.image.shape == y.shape
+
+
+@pytest.fixture
+def stop_request():
+    """Withdraws any stop request a test leaves, so that later fits run."""
+    yield
+    clear_stop()
+
+
+def test_a_stop_request_from_another_thread_stops_a_running_fit(ct_crop, stop_request):
+    y = gaussian(ct_crop[..., :32, :32], 100.0)
+    running, results = threading.Event(), []
+
+    def signal_running(info):
+        if info.step == 30:
+            running.set()
+
+    worker = threading.Thread(target=lambda: results.append(medip.fit(
+        Identity(), y, stopper=WindowedVariance(8, 10 ** 5), max_steps=10 ** 5,
+        callbacks=[signal_running])), daemon=True)
+    worker.start()
+    assert running.wait(60)
+    request_stop()
+    worker.join(60)
+    assert not worker.is_alive()
+    assert results[0].interrupted and 30 < results[0].steps_run < 10 ** 5
+
+
+class _SignalledWhileFinalising:
+    """Takes a signal the way a SIGTERM can land: while Python runs a finaliser."""
+
+    def __del__(self):
+        stop_on_signal(signal.SIGTERM, None)
+
+
+def test_a_sigterm_lost_in_a_finaliser_still_stops_the_next_fit(ct_crop, stop_request,
+                                                                monkeypatch):
+    lost = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda raised: lost.append(raised.exc_type))
+    _SignalledWhileFinalising()  # its KeyboardInterrupt is lost, as Python loses it there
+    assert lost == [KeyboardInterrupt]
+    with pytest.raises(KeyboardInterrupt):  # no image yet at the first step: nothing to return
+        medip.fit(Identity(), ct_crop[..., :32, :32], max_steps=50)
 
 
 def test_bad_inputs_raise_clear_errors(ct_crop):
