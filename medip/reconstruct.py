@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
 import torch
@@ -34,6 +35,7 @@ from .engine.progress import ProgressBar, progress_bar
 from .engine.solvers import solve
 from .engine.stopping import FinalMean, Fixed, Stopper, WindowedVariance
 from .errors import InputError, OutOfMemory
+from .io.atomic import atomic_write
 from .io.volume import Volume
 from .operators import LinearOperator
 from .tasks import Problem, Task, fit_defaults, make_task
@@ -45,6 +47,10 @@ log = logging.getLogger("medip")
 _HINTS = {"3d": "use mode='slices' or mode='patches'",
           "patches": "use a smaller patch= size or mode='slices'",
           "slices": "use a smaller generator preset (e.g. 'fast')"}
+
+
+#: What :meth:`FitStart.save` writes in its file, so that :meth:`FitStart.load` knows one.
+START_FORMAT = "medip fit start 1"
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,37 @@ class FitStart:
     shape: tuple[int, ...]
     state: dict = field(repr=False)
     source: str = ""
+    #: The file it was loaded from (:meth:`load`), for errors; empty if made in this process.
+    file: str = ""
+
+    def __str__(self) -> str:
+        return f"the start in {self.file}" if self.file else "the start"
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the start to ``path`` (torch's format, weights and facts only; written
+        atomically, an existing file kept unless ``overwrite``), for :meth:`load`."""
+        facts = {"format": START_FORMAT, "task": self.task, "mode": self.mode,
+                 "generator": self.generator, "shape": list(self.shape), "source": self.source}
+        return atomic_write(path, lambda tmp: torch.save({**facts, "state": self.state}, tmp),
+                            overwrite)
+
+    @classmethod
+    def load(cls, path: str | Path) -> FitStart:
+        """A start written by :meth:`save` (``medip ... --save-start``); a clear error for a file
+        that is not one. Loads tensors and plain values only (never code)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such start file (write one with --save-start, "
+                                    f"or FitStart.save)")
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # torch raises several kinds for a file that is not its format
+            data = None
+        if not isinstance(data, dict) or data.get("format") != START_FORMAT:
+            raise InputError(f"{path}: not a medip start file (write one with --save-start, "
+                             f"or FitStart.save)")
+        return cls(data["task"], data["mode"], data["generator"], tuple(data["shape"]),
+                   data["state"], data["source"], str(path))
 
 
 @dataclass
@@ -436,15 +473,15 @@ def _check_start(start: FitStart, task: str, mode: str, generator: str, method: 
                  ensemble: int) -> None:
     """A clear error where ``start`` cannot start this reconstruction's first fit."""
     if method != "dip":
-        raise InputError(f"start= holds a generator's weights; method={method!r} fits none "
-                         f"(leave start off)")
+        raise InputError(f"{start} holds a generator's weights; method {method!r} fits none: "
+                         f"leave the start off")
     if ensemble > 1:
-        raise InputError("start= with ensemble > 1 would start every member from the same "
-                         "weights; use ensemble=1 or leave start off")
+        raise InputError(f"{start} with ensemble > 1 would start every member from the same "
+                         f"weights; use ensemble 1 or leave the start off")
     for name, given, here in (("task", start.task, task), ("mode", start.mode, mode),
                               ("generator", start.generator, generator)):
         if given != here:
-            raise InputError(f"start= was fitted with {name} {given!r} but this reconstruction "
+            raise InputError(f"{start} was fitted with {name} {given!r} but this reconstruction "
                              f"runs {here!r}; start from a reconstruction with the same {name}")
 
 
@@ -453,9 +490,9 @@ def _first_state(start: FitStart | None, problem: Problem) -> tuple[dict | None,
     if start is None:
         return None, 0
     if tuple(start.shape[1:]) != tuple(problem.image_shape):
-        raise InputError(f"start= was fitted on images of {tuple(start.shape[1:])} voxels but "
+        raise InputError(f"{start} was fitted on images of {tuple(start.shape[1:])} voxels but "
                          f"this reconstruction's fits are {tuple(problem.image_shape)}; start "
-                         f"from a scan of the same matrix and slab, or leave start off")
+                         f"from a scan of the same matrix and slab, or leave the start off")
     return start.state, start.shape[0]
 
 

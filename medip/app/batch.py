@@ -162,7 +162,8 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
 
     ``chain``: each worker starts a scan's first fit from the weights of the last scan of the
     same shape it reconstructed (``reconstruct_volume(start=)``: the warm stopper and
-    :data:`medip.reconstruct.START_STEPS` instead of a cold fit); for scans of one protocol. A
+    :data:`medip.reconstruct.START_STEPS` instead of a cold fit; the first scan of each shape
+    starts from ``options.start_from`` if given, else cold); for scans of one protocol. A
     result then depends on which scan came before it in its worker (the manifest and sidecar
     say which: ``started_from``).
     """
@@ -172,6 +173,9 @@ def run_batch(root: str | Path, out: str | Path, options: JobOptions, workers: i
     if chain and options.ensemble > 1:
         raise InputError("--chain starts one fit from the scan before; with --ensemble "
                          f"{options.ensemble} every member would start from it: use --ensemble 1")
+    if options.save_start:
+        raise InputError("save_start names one file, and a batch reconstructs many scans: "
+                         "leave it out (--chain starts each scan from the one before)")
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"{out} is inside the input folder {root}; choose an output outside it")
     out.mkdir(parents=True, exist_ok=True)

@@ -106,14 +106,17 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
     as ``started_from``), and this scan's weights replace them.
     """
     source, output = Path(input_path), Path(output_path)
-    for existing in (output, sidecar_of(output)):
+    written = [output, sidecar_of(output)] + ([Path(options.save_start)] if options.save_start
+                                              else [])
+    for existing in written:
         if existing.exists() and not options.overwrite:
             raise FileExistsError(f"{existing} exists; pass --overwrite to replace it")
     start = time.perf_counter()
     reference = load(options.reference) if options.reference else None  # fail before the work
+    given = FitStart.load(options.start_from) if options.start_from else None
     task, inputs = open_task(source, options)
     kind = (task.shape, repr(replace(options, series=None)))  # scans whose fits match
-    previous = None if starts is None else starts.get(kind)
+    previous = (starts or {}).get(kind, given)
     result = reconstruct(task, options, reference, previous)
     if result.interrupted and not save_interrupted:
         raise KeyboardInterrupt
@@ -124,6 +127,8 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
     how = f"DIP {result.generator}, {steps}" if options.method == "dip" else options.method
     save(result.volume, output, like=result.measured, overwrite=options.overwrite,
          format=options.format, description=f"medip {options.task} ({how})")
+    if options.save_start and not result.interrupted:
+        result.start.save(options.save_start, overwrite=options.overwrite)
     record = {
         "command": command_line if command_line is not None else sys.argv,
         "input": str(source), "output": str(output),

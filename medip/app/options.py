@@ -47,6 +47,8 @@ class JobOptions:
     preview: bool = False
     report: bool = False
     progress: bool | None = None
+    start_from: str | None = None  # a FitStart file: the first fit starts from its weights
+    save_start: str | None = None  # where to write this reconstruction's FitStart
     # the tasks' own options (TASK_OPTIONS); each job may set only its task's
     mask: str | None = None
     factor: list[int] | None = None
@@ -75,6 +77,9 @@ class JobOptions:
         if self.wiener and not spec.wiener:
             raise InputError(f"--wiener does not apply to {self.task} (only denoising refines its "
                              f"result by the noise level)")
+        if self.save_start and self.method != "dip":
+            raise InputError(f"--save-start writes a generator's weights; --method {self.method} "
+                             f"fits none: leave --save-start off")
         if self.noise_free and not spec.noise_free:
             raise InputError(f"--noise-free does not apply to {self.task} (its measurements are "
                              f"noisy)")

@@ -238,6 +238,40 @@ def test_a_chained_batch_starts_each_scan_from_the_one_before(tmp_path, sample_d
         run_batch(root, tmp_path / "members", replace(options, ensemble=2), chain=True)
 
 
+def test_the_command_line_saves_a_start_and_starts_the_next_scan_from_it(tmp_path, sample_dir):
+    brain = nib.load(sample_dir / "mr_brain_t1_2mm.nii.gz")
+    for name, region in (("a", np.s_[30:46, 40:56, 40:43]), ("b", np.s_[30:46, 40:56, 50:53]),
+                         ("c", np.s_[30:42, 40:56, 40:43])):
+        crop = brain.get_fdata()[region].astype(np.float32)
+        nib.save(nib.Nifti1Image(crop, brain.affine), tmp_path / f"{name}.nii.gz")
+    few = ["--max-steps", "30", "--warm-steps", "10", "--no-wiener", "--quiet"]
+    ok("denoise", tmp_path / "a.nii.gz", "-o", tmp_path / "a-out.nii.gz", "--save-start",
+       tmp_path / "a.pt", *few)
+    ok("denoise", tmp_path / "b.nii.gz", "-o", tmp_path / "b-started.nii.gz", "--start-from",
+       tmp_path / "a.pt", *few)
+    ok("denoise", tmp_path / "b.nii.gz", "-o", tmp_path / "b-cold.nii.gz", *few)
+    sidecar = json.loads((tmp_path / "b-started.nii.gz.medip.json").read_text())
+    assert sidecar["started_from"] == str(tmp_path / "a.nii.gz")
+    assert sidecar["options"]["start_from"] == str(tmp_path / "a.pt")
+    started, cold = (nib.load(tmp_path / f"b-{how}.nii.gz").get_fdata() for how in ("started",
+                                                                                   "cold"))
+    assert not np.array_equal(started, cold)
+    refused = run("denoise", tmp_path / "c.nii.gz", "-o", tmp_path / "c-out.nii.gz",
+                  "--start-from", tmp_path / "a.pt", *few, check_rc=1)
+    assert f"the start in {tmp_path / 'a.pt'} was fitted on images of (16, 16) voxels" in \
+        refused.stderr
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    junk = run("denoise", tmp_path / "b.nii.gz", "-o", tmp_path / "b-junk.nii.gz",
+               "--start-from", tmp_path / "junk.pt", *few, check_rc=1)
+    assert f"{tmp_path / 'junk.pt'}: not a medip start file" in junk.stderr
+    kept = run("denoise", tmp_path / "b.nii.gz", "-o", tmp_path / "b-again.nii.gz",
+               "--save-start", tmp_path / "a.pt", *few, check_rc=1)
+    assert "a.pt exists; pass --overwrite" in kept.stderr
+    assert not (tmp_path / "b-again.nii.gz").exists()
+    with pytest.raises(InputError, match="save_start names one file"):
+        run_batch(tmp_path, tmp_path / "out", JobOptions(save_start=str(tmp_path / "x.pt")))
+
+
 def test_batch_sigterm_leaves_finished_outputs_and_an_honest_manifest(scan_root, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(["medip", "batch", str(scan_root), "--task", "denoise", "-o", str(out),

@@ -10,7 +10,7 @@ from medip.engine import estimate
 from medip.engine.metrics import psnr
 from medip.engine.wiener import WINDOWS
 from medip.errors import InputError
-from medip.reconstruct import _ramp, _starts, reconstruct_volume, slab_starts
+from medip.reconstruct import FitStart, _ramp, _starts, reconstruct_volume, slab_starts
 from medip.tasks import fit_defaults, make_task, upsampled_affine
 
 
@@ -83,8 +83,33 @@ def test_a_start_that_does_not_fit_the_reconstruction_is_refused(brain):
     with pytest.raises(InputError, match="fitted with mode 'slices' but this reconstruction "
                                          "runs '3d'"):
         reconstruct_volume(noisy, "denoise", "3d", max_steps=4, start=start, progress=False)
-    with pytest.raises(InputError, match="ensemble=1"):
+    with pytest.raises(InputError, match="use ensemble 1"):
         reconstruct_volume(noisy, "denoise", max_steps=4, ensemble=2, start=start)
+
+
+def test_a_start_saved_to_a_file_starts_a_fit_as_the_one_in_memory(brain, tmp_path):
+    _, noisy = noisy_crop(brain, (slice(40, 56), slice(40, 56), slice(40, 43)))
+    run = dict(stopper=6, max_steps=6, warm_steps=6, wiener=False, progress=False)
+    start = reconstruct_volume(noisy, "denoise", **run).start
+    path = start.save(tmp_path / "start.pt")
+    loaded = FitStart.load(path)
+    assert (loaded.task, loaded.mode, loaded.generator, loaded.shape, loaded.source) == (
+        start.task, start.mode, start.generator, start.shape, start.source)
+    in_memory, from_file = (reconstruct_volume(noisy, "denoise", start=s, **run)
+                            for s in (start, loaded))
+    np.testing.assert_array_equal(in_memory.volume.array, from_file.volume.array)
+    with pytest.raises(FileExistsError, match="exists"):
+        start.save(path)
+    with pytest.raises(InputError, match=r"the start in .*start\.pt was fitted with mode "
+                                         r"'slices' but this reconstruction runs '3d'"):
+        reconstruct_volume(noisy, "denoise", "3d", start=loaded, **run)
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    torch.save({"state": {}}, tmp_path / "other.pt")
+    for name in ("junk.pt", "other.pt"):
+        with pytest.raises(InputError, match=rf"{name}: not a medip start file"):
+            FitStart.load(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no such start file"):
+        FitStart.load(tmp_path / "none.pt")
 
 
 def test_default_warm_budget_never_exceeds_max_steps(brain):
