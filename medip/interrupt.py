@@ -31,11 +31,6 @@ def clear_stop() -> None:
     _REQUESTED.clear()
 
 
-def stop_requested() -> bool:
-    """Whether a stop was requested and not withdrawn."""
-    return _REQUESTED.is_set()
-
-
 def raise_if_stop_requested() -> None:
     """Raise ``KeyboardInterrupt`` where a stop was requested (the loops' check)."""
     if _REQUESTED.is_set():

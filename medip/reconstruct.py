@@ -623,8 +623,8 @@ def _by_patches(task: Task, patch: int, overlap: int, budget: _Budget, check_mem
         problem = task.problem(region, None)
         if previous is not None:
             state, channels = previous.generator_state, 1
-        result = _fit(problem, state, channels, budget if previous is not None else budget.started(),
-                      options,
+        result = _fit(problem, state, channels,
+                      budget if previous is not None else budget.started(), options,
                       None if ref is None else ref[region][None, None].contiguous())
         if result.interrupted:
             raise KeyboardInterrupt
