@@ -104,8 +104,9 @@ def _options(specs: Sequence[TaskSpec]) -> argparse.ArgumentParser:
     if any(s.wiener for s in specs):
         g.add_argument("--wiener", action=argparse.BooleanOptionalAction, help="refine the "
                        "result by the empirical Wiener filter it implies with the estimated noise "
-                       "level, its window and shrinks chosen by Stein's risk estimate (default: on "
-                       "for " + ", ".join(s.name for s in specs if s.wiener) + ")")
+                       "level, its window and shrinks chosen by Stein's risk estimate, then, on a "
+                       "single image, by the block-matched one (default: on for "
+                       + ", ".join(s.name for s in specs if s.wiener) + ")")
     g.add_argument("--mode", choices=modes, help=f"volume strategy (default {defaults.MODE})")
     if any(not s.fixed_axis for s in specs):
         g.add_argument("--axis", type=int, help="slice axis for --mode slices (default 2 = k)")

@@ -131,6 +131,9 @@ class VolumeResult:
     #: The refinement's window, (depth across slices, side in the slice) (depth 1: each slice
     #: on its own), None where the result was not refined.
     wiener_window: tuple[int, int] | None = None
+    #: Whether the block-matched collaborative Wiener filter followed the refinement (a single
+    #: plane: :func:`medip.tasks.restore.refine_denoised`).
+    wiener_matched: bool = False
     #: The first fit's weights (ensemble member 0's), to start the next scan of the same
     #: protocol from (``reconstruct_volume(start=)``); None for the classical methods.
     start: FitStart | None = None
@@ -201,8 +204,9 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     step on CPUs with AMX, slightly lower PSNR). ``reference`` (a clean volume on the result's
     grid) only adds PSNR/SSIM to each fit's history. ``wiener`` (default: the task's spec,
     on for denoising): refine the DIP result by the empirical Wiener filter it implies with the
-    task's noise level (:func:`medip.engine.wiener.wiener_refine`: windows within each slice or
-    across neighbouring ones, as Stein's estimate picks; the variance map stays the fits'). ``method`` (tasks that offer classical
+    task's noise level (:func:`medip.tasks.restore.refine_denoised`: windows within each slice
+    or across neighbouring ones, as Stein's estimate picks, then on a single plane the
+    block-matched Wiener filter; the variance map stays the fits'). ``method`` (tasks that offer classical
     methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
     reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
     through the same slices and geometry so the two compare on the same data. ``start``
@@ -289,12 +293,15 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     image = sum(m.image for m in members) / len(members)
     variance = sum(m.variance for m in members) / len(members)
     shrink = window = None
+    matched = False
     if wiener and method == "dip" and bound.sigma:  # a scan without noise keeps the fits'
         refined = bound.refine(image, bound.stack_axis(axis))
-        image, shrink, window = refined.image, refined.shrink, refined.window
+        image, shrink, window, matched = (refined.image, refined.shrink, refined.window,
+                                          refined.matched)
         log.info("%s: result refined by its empirical Wiener filter (%dx%dx%d windows, a shrink "
-                 "per frequency scaled by %g, chosen by Stein's risk estimate; wiener=False to "
-                 "skip)", spec.name, window[0], window[1], window[1], shrink)
+                 "per frequency scaled by %g, chosen by Stein's risk estimate)%s; wiener=False "
+                 "to skip", spec.name, window[0], window[1], window[1], shrink,
+                 ", then by the block-matched one" if matched else "")
     stops, runs, histories = ([v for m in members for v in getattr(m, name)]
                               for name in ("stops", "runs", "histories"))
     volume, variance_volume = bound.to_volumes(image.numpy(), variance.numpy())
@@ -308,7 +315,7 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     return VolumeResult(volume, variance_volume, bound.measured, stops, runs,
                         time.perf_counter() - began, mode, str(dev), estimate,
                         histories, members[-1].interrupted, noise_free, generator, shrink,
-                        window, fitted)
+                        window, matched, fitted)
 
 
 @dataclass(frozen=True)

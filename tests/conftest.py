@@ -26,6 +26,14 @@ def ct_hu() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def ct_128(ct_hu) -> torch.Tensor:
+    """The real head CT slice at 128x128, scaled to [0, 1]."""
+    hu = torch.tensor(ct_hu, dtype=torch.float32).clamp(min=-1000)[None, None]
+    image = F.avg_pool2d(hu, 4)[0, 0]
+    return (image - image.min()) / (image.max() - image.min())
+
+
+@pytest.fixture(scope="session")
 def ct_mu_256(ct_hu) -> torch.Tensor:
     """The CT slice as attenuation (1/mm), resampled to 256x256 and zero outside the FOV circle."""
     from medip.tasks import hu_to_mu

@@ -13,11 +13,11 @@ import torch.nn.functional as F
 from ..engine.fitting import fit
 from ..engine.metrics import psnr, ssim
 from ..engine.progress import ProgressBar
-from ..engine.wiener import wiener_refine
 from ..io.atomic import atomic_write
 from ..io.preview import window_to_uint8
 from ..operators import Identity, estimate_sigma, gaussian
 from ..tasks import fit_defaults
+from ..tasks.restore import refine_denoised
 from .provenance import versions
 from .report import plot_history
 
@@ -65,13 +65,13 @@ def run_demo(output: str | Path = "medip-demo", data: str | Path | None = None, 
     bar = ProgressBar(max_steps, "denoising", progress)
     # as the denoise task does: the noise level, estimated from the noisy slice alone, sets the
     # floor the stop waits for and the TV prior's weight (the task's fit defaults), and the
-    # fit's image is refined by the empirical Wiener filter it implies; the clean slice only adds
-    # PSNR/SSIM to the history (the plot)
+    # fit's image is refined by the empirical Wiener filter it implies and the block-matched one;
+    # the clean slice only adds PSNR/SSIM to the history (the plot)
     estimated = estimate_sigma(noisy)
     result = fit(Identity(), noisy, seed=seed, max_steps=max_steps, callbacks=[bar], reference=clean,
                  threads=DEMO_THREADS, noise_level=estimated, **fit_defaults("denoise"))
     bar.close()
-    refined = wiener_refine(noisy, result.image, estimated)
+    refined = refine_denoised(noisy, result.image, estimated)
     denoised = refined.image
     out = Path(output)
     report = {

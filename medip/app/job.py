@@ -136,6 +136,7 @@ def run_job(input_path: str | Path, output_path: str | Path, options: JobOptions
                     "tv": options.tv_strength(), "detail": options.detail_strength(),
                     "wiener": options.wiener_refined()},
         "wiener_shrink": result.wiener_shrink, "wiener_window": result.wiener_window,
+        "wiener_matched": result.wiener_matched,
         "versions": versions(), "device": result.device, "seed": options.seed,
         "threads": fit_threads(options.threads),
         "noise_free": result.noise_free,

@@ -94,6 +94,9 @@ class Refined:
     window: tuple[int, int]
     risks: dict[tuple[int, int, float], float]
     profile: torch.Tensor | None = None
+    #: Whether the block-matched collaborative Wiener filter followed, with this refinement as
+    #: its pilot (:func:`medip.tasks.restore.refine_denoised`: single planes).
+    matched: bool = False
 
     @property
     def risk(self) -> float:

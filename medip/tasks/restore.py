@@ -9,6 +9,7 @@ for super-resolution), on the fine grid's geometry.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import defaults
+from ..engine.matched import MIN_SIDE, matched_refine
 from ..engine.wiener import Refined, wiener_refine
 from ..errors import InputError
 from ..io.volume import Volume
@@ -91,6 +93,22 @@ def scan_noise(array: np.ndarray, known: np.ndarray | None = None) -> float:
     return estimate_sigma(planes(array), known=None if known is None else planes(known))
 
 
+def refine_denoised(noisy: torch.Tensor, pilot: torch.Tensor, sigma: float) -> Refined:
+    """Denoising's refinement of its DIP result ``pilot`` (``noisy``'s noise of std ``sigma``):
+    the empirical Wiener filter it implies (:func:`~medip.engine.wiener.wiener_refine`), then,
+    on a single plane of at least :data:`~medip.engine.matched.MIN_SIDE` pixels a side, the
+    block-matched collaborative Wiener filter with that as its pilot, matching patches in the DIP
+    result (:func:`~medip.engine.matched.matched_refine`). A stack of planes keeps the first
+    stage, whose windows span neighbouring slices (block matching was not measured on
+    volumes)."""
+    refined = wiener_refine(noisy, pilot, sigma)
+    single = math.prod(noisy.shape[:-2]) == 1 and min(noisy.shape[-2:]) >= MIN_SIDE
+    if not single or not sigma:
+        return refined
+    return replace(refined, image=matched_refine(noisy, refined.image, sigma, match=pilot),
+                   matched=True)
+
+
 @dataclass
 class Denoise(_ScanTask):
     """Gaussian-noise removal: ``A`` is the identity. The noise level is estimated from the scan
@@ -108,11 +126,11 @@ class Denoise(_ScanTask):
         return Problem(Identity(), y, tuple(y.shape[2:]), sigma=self.sigma)
 
     def refine(self, image: torch.Tensor, axis: int) -> Refined:
-        """:func:`~medip.engine.wiener.wiener_refine` of the scan with ``image`` as the pilot,
-        the planes across ``axis`` as its stack (windows within a slice or across neighbouring
-        ones), one window and one set of shrinks for the whole volume."""
+        """:func:`refine_denoised` of the scan with ``image`` as the pilot, the planes across
+        ``axis`` as its stack (windows within a slice or across neighbouring ones), one window
+        and one set of shrinks for the whole volume."""
         noisy = torch.from_numpy(np.asarray(self.measured.array, dtype=np.float32))
-        refined = wiener_refine(noisy.movedim(axis, 0), image.movedim(axis, 0), self.sigma)
+        refined = refine_denoised(noisy.movedim(axis, 0), image.movedim(axis, 0), self.sigma)
         return replace(refined, image=refined.image.movedim(0, axis).contiguous())
 
 

@@ -59,6 +59,7 @@ def test_denoise_writes_output_sidecar_and_is_reproducible(noisy_series, tmp_pat
     assert record["options"]["amp"] is False  # float32 unless asked
     assert record["options"]["wiener"] is True and record["wiener_shrink"] > 0  # refined
     assert tuple(record["wiener_window"]) in WINDOWS  # windows within or across slices
+    assert record["wiener_matched"] is False  # block matching: single images only
     assert record["device"] == "cpu" and set(record["versions"]) >= {"medip", "torch", "monai",
                                                                      "pydicom", "nibabel"}
     assert record["metrics"]["psnr_db"] > 0 and str(noisy_series) in record["input_sha256"]

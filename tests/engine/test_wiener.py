@@ -16,14 +16,6 @@ from medip.operators import gaussian
 
 
 @pytest.fixture(scope="module")
-def ct_128(ct_hu):
-    """The real head CT slice at 128x128, scaled to [0, 1]."""
-    hu = torch.tensor(ct_hu, dtype=torch.float32).clamp(min=-1000)[None, None]
-    image = F.avg_pool2d(hu, 4)[0, 0]
-    return (image - image.min()) / (image.max() - image.min())
-
-
-@pytest.fixture(scope="module")
 def brain_slices(sample_dir):
     """Eight neighbouring axial slices of the real 2 mm T1 (a 64x64 crop), scaled to [0, 1]."""
     array = medip.load(sample_dir / "mr_brain_t1_2mm.nii.gz").array[14:78, 20:84, 40:48]

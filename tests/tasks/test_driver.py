@@ -273,6 +273,13 @@ def test_denoised_volumes_are_wiener_refined_by_default(brain):
     assert plain.stop_steps == refined.stop_steps
     assert gain(refined.volume, clean, noisy) > gain(plain.volume, clean, noisy) + 0.3
     np.testing.assert_array_equal(refined.variance.array, plain.variance.array)
+    assert not refined.wiener_matched  # a volume: windows across slices, no block matching
+    image = noisy.with_array(noisy.array[:, :, 2:3].copy())  # one plane: both stages
+    single = reconstruct_volume(image, "denoise", max_steps=150, wiener=False, progress=False)
+    matched = reconstruct_volume(image, "denoise", max_steps=150, progress=False)
+    assert matched.wiener_matched and not single.wiener_matched
+    plane = clean.with_array(clean.array[:, :, 2:3].copy())
+    assert gain(matched.volume, plane, image) > gain(single.volume, plane, image) + 0.3
     with pytest.raises(InputError, match="'superres' has no such refinement"):
         reconstruct_volume(noisy, "superres", wiener=True, max_steps=2, progress=False)
 
