@@ -206,16 +206,15 @@ def reconstruct_volume(measurement: Any, task: str | Task | LinearOperator = "de
     on for denoising): refine the DIP result by the empirical Wiener filter it implies with the
     task's noise level (:func:`medip.tasks.restore.refine_denoised`: windows within each slice
     or across neighbouring ones, as Stein's estimate picks, then on a single plane the
-    block-matched Wiener filter; the variance map stays the fits'). ``method`` (tasks that offer classical
-    methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default) or a classical
-    reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``, ``"wavelet"``), run
-    through the same slices and geometry so the two compare on the same data. ``start``
-    (another reconstruction's :attr:`VolumeResult.start`, of the same task, mode, generator and
-    image size): the first fit starts from its weights, with the warm stopper and a budget of
-    :data:`START_STEPS`, instead of cold; for the next scan of a protocol (see
-    :class:`FitStart`). Raises
-    ``MemoryError`` before starting when the estimated need exceeds the memory
-    available, naming the mode that would fit.
+    block-matched Wiener filter; the variance map stays the fits'). ``method`` (tasks that
+    offer classical methods, see :attr:`medip.tasks.TaskSpec.methods`): ``"dip"`` (the default)
+    or a classical reconstruction of :mod:`medip.engine.solvers` (``"sense"``, ``"tv"``,
+    ``"wavelet"``), run through the same slices and geometry so the two compare on the same
+    data. ``start`` (another reconstruction's :attr:`VolumeResult.start`, of the same task,
+    mode, generator and image size): the first fit starts from its weights, with the warm
+    stopper and a budget of :data:`START_STEPS`, instead of cold; for the next scan of a
+    protocol (see :class:`FitStart`). Raises ``MemoryError`` before starting when the estimated
+    need exceeds the memory available, naming the mode that would fit.
     """
     bound = make_task(measurement if isinstance(measurement, Task) else task, measurement,
                       **task_options)

@@ -104,14 +104,19 @@ def _plane(noisy: torch.Tensor, pilot: torch.Tensor, match: torch.Tensor,
     # matching image, from the integral image of the squared difference
     distances = torch.empty(len(offsets), len(refs), dtype=torch.float64)
     inner = m[reach:-reach or None, reach:-reach or None]
-    corner = refs - reach  # the references' corners in ``inner``
+    # the references' four corners in the (1-padded) integral image of ``inner``, flattened
+    r, c = (refs - reach).unbind(1)
+    stride = inner.shape[1] + 1
+    top_left = r * stride + c
+    bottom_right, top_right, bottom_left = (top_left + PATCH * stride + PATCH,
+                                            top_left + PATCH, top_left + PATCH * stride)
     for index, (dy, dx) in enumerate(offsets.tolist()):
         shifted = m[reach + dy:m.shape[0] - reach + dy, reach + dx:m.shape[1] - reach + dx]
         # in double: the running sums dwarf one patch's distance
-        integral = F.pad(((inner - shifted).double() ** 2).cumsum(0).cumsum(1), (1, 0, 1, 0))
-        r, c = corner[:, 0], corner[:, 1]
-        distances[index] = (integral[r + PATCH, c + PATCH] - integral[r, c + PATCH]
-                            - integral[r + PATCH, c] + integral[r, c])
+        integral = F.pad(((inner - shifted).double() ** 2).cumsum(0).cumsum(1),
+                         (1, 0, 1, 0)).reshape(-1)
+        distances[index] = (integral[bottom_right] - integral[top_right]
+                            - integral[bottom_left] + integral[top_left])
     group = min(GROUP, len(offsets))
     nearest = distances.topk(group, dim=0, largest=False).indices.T  # (references, group)
     ky, kx = torch.meshgrid(torch.arange(PATCH), torch.arange(PATCH), indexing="ij")
